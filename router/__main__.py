@@ -1,0 +1,5 @@
+"""``python -m dsrouter``."""
+
+from dsrouter.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""The ``dsrouter`` command line: run, check, dry-run, test, plugins, send.
+
+Exit codes: 0 success; 1 invalid configuration or failed rule tests; 2 usage error;
+3 the daemon could not start (for example a port already in use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dsrouter import __version__, logs
+from dsrouter.defaults import DEFAULT_CONFIG, DEFAULT_CONFIG_NAME
+from dsrouter.errors import ConfigError, DsrouterError, PluginError, StartupError
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_STARTUP = 0, 1, 2, 3
+
+DESCRIPTION = """\
+dsrouter receives Trend Micro Deep Security events over syslog (CEF or LEEF, UDP or TCP),
+parses them into one normalized event, routes them with the rules in your configuration and
+delivers them to outputs (files, stdout, and plugins).
+
+Start here:
+  dsrouter run                      run with the built-in config (127.0.0.1:5514, ./dsrouter-data)
+  dsrouter send --sample 127.0.0.1:5514   send one sample event of every DS module to it
+  dsrouter check -c dsrouter.conf   validate your own configuration
+  dsrouter dry-run -c dsrouter.conf capture.log   see where captured events would go
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dsrouter",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"dsrouter {__version__}")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-json", action="store_true", help="JSON log lines even on a terminal")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    cfg = {"metavar": "FILE", "help": "configuration file (default: the embedded default config)"}
+
+    run = sub.add_parser("run", help="run the daemon", description="Run the router until stopped.")
+    run.add_argument("-c", "--config", **cfg)
+
+    check = sub.add_parser("check", help="validate a configuration and its rules")
+    check.add_argument("-c", "--config", **cfg)
+    check.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+    dry = sub.add_parser(
+        "dry-run",
+        help="route captured syslog lines without delivering anything",
+        description="Read syslog lines (one message per line, an RFC 6587 octet count allowed) "
+        "from FILEs or stdin ('-') and show the routes and outputs each would take.",
+    )
+    dry.add_argument("-c", "--config", **cfg)
+    dry.add_argument("files", nargs="*", metavar="FILE", help="input files; '-' or none for stdin")
+    dry.add_argument("--json", action="store_true", help="one JSON object per message")
+
+    test = sub.add_parser("test", help="run the configuration's test blocks")
+    test.add_argument("-c", "--config", **cfg)
+
+    sub.add_parser(
+        "plugins", help="list installed plugins with their input/output types and options"
+    )
+
+    send = sub.add_parser(
+        "send",
+        help="send syslog lines or built-in sample events to a router",
+        description="Send each line of FILE (or stdin '-'), or one sample event of every DS "
+        "module (--sample), to HOST:PORT.",
+    )
+    proto = send.add_mutually_exclusive_group()
+    proto.add_argument(
+        "--tcp",
+        dest="proto",
+        action="store_const",
+        const="tcp",
+        help="TCP, one message per line (the default)",
+    )
+    proto.add_argument(
+        "--udp", dest="proto", action="store_const", const="udp", help="UDP datagrams"
+    )
+    send.add_argument("--octet-count", action="store_true", help="TCP with RFC 6587 octet counting")
+    send.add_argument("target", metavar="HOST:PORT")
+    what = send.add_mutually_exclusive_group(required=True)
+    what.add_argument("file", nargs="?", metavar="FILE", help="file of syslog lines; '-' for stdin")
+    what.add_argument("--sample", action="store_true", help="send built-in sample DS events")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level, json=True if args.log_json else None)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        _print_diagnostics(exc.diagnostics)
+        return EXIT_INVALID
+    except StartupError as exc:
+        print(f"dsrouter: cannot start: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    except PluginError as exc:
+        print(f"dsrouter: plugin error: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    except DsrouterError as exc:
+        print(f"dsrouter: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _print_diagnostics(diagnostics) -> None:
+    for d in diagnostics:
+        print(d.render(), file=sys.stderr)
+    errors = sum(1 for d in diagnostics if d.is_error)
+    if errors:
+        print(f"dsrouter: {errors} error(s); configuration not valid", file=sys.stderr)
+
+
+def load(args, plugins=None):
+    """Load and check the configuration named by ``-c`` (or the embedded default)."""
+    from dsrouter.dsl import load_config, load_config_text
+    from dsrouter.plugin import Plugins
+
+    plugins = plugins or Plugins()
+    specs = plugins.option_specs()
+    if args.config:
+        config = load_config(args.config, specs)
+        source = args.config
+    else:
+        config = load_config_text(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, specs, base_dir=Path.cwd())
+        source = DEFAULT_CONFIG_NAME
+    return config, plugins, source
+
+
+def cmd_run(args) -> int:
+    from dsrouter.daemon import run_daemon
+
+    config, plugins, source = load(args)
+    _print_diagnostics(config.warnings)
+    return run_daemon(config, plugins, logs.get_logger(), source)
+
+
+def cmd_check(args) -> int:
+    from dsrouter.commands import check
+
+    return check(args)
+
+
+def cmd_dry_run(args) -> int:
+    from dsrouter.commands import dry_run
+
+    return dry_run(args)
+
+
+def cmd_test(args) -> int:
+    from dsrouter.commands import run_tests
+
+    return run_tests(args)
+
+
+def cmd_plugins(args) -> int:
+    from dsrouter.commands import list_plugins
+
+    return list_plugins(args)
+
+
+def cmd_send(args) -> int:
+    from dsrouter.commands import send
+
+    return send(args)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "check": cmd_check,
+    "dry-run": cmd_dry_run,
+    "test": cmd_test,
+    "plugins": cmd_plugins,
+    "send": cmd_send,
+}

@@ -1,0 +1,67 @@
+"""The plugin manager facade: loads built-in and third-party plugins, keeps the type registry.
+
+Core code never calls ``pm.hook.*`` directly; it asks a :class:`Plugins` instance for types.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+
+import pluggy
+
+from dsrouter import hookspecs
+from dsrouter.api import InputType, OutputType
+from dsrouter.errors import PluginError
+
+BUILTIN_PLUGINS = ("dsrouter.plugins.inputs", "dsrouter.plugins.file", "dsrouter.plugins.stdout")
+
+
+class Plugins:
+    """The registered input and output types, collected once through the hooks."""
+
+    def __init__(self, extra: Iterable[object] = (), entry_points: bool = True) -> None:
+        self.pm = pluggy.PluginManager("dsrouter")
+        self.pm.add_hookspecs(hookspecs)
+        for modname in BUILTIN_PLUGINS:
+            self.pm.register(importlib.import_module(modname), name=modname)
+        for plugin in extra:
+            self.pm.register(plugin)
+        if entry_points:
+            self.pm.load_setuptools_entrypoints("dsrouter")
+        self.pm.check_pending()
+        self.outputs: dict[str, OutputType] = {}
+        self.inputs: dict[str, InputType] = {}
+        self._collect()
+
+    def _collect(self) -> None:
+        for impl in self.pm.hook.dsrouter_register_outputs.get_hookimpls():
+            impl.function(register=self._registrar(self.outputs, impl.plugin_name, "output"))
+        for impl in self.pm.hook.dsrouter_register_inputs.get_hookimpls():
+            impl.function(register=self._registrar(self.inputs, impl.plugin_name, "input"))
+
+    @staticmethod
+    def _registrar(table: dict, plugin_name: str, what: str):
+        def register(kind: OutputType | InputType) -> None:
+            existing = table.get(kind.name)
+            if existing is not None:
+                raise PluginError(
+                    f"{what} type '{kind.name}' from plugin '{plugin_name}' is already "
+                    f"registered by plugin '{existing.plugin}'"
+                )
+            table[kind.name] = _with_plugin(kind, plugin_name)
+
+        return register
+
+    def option_specs(self) -> dict[str, dict[str, tuple]]:
+        """``{"input": {type: options}, "output": {type: options}}`` for the config checker."""
+        return {
+            "input": {name: t.options for name, t in self.inputs.items()},
+            "output": {name: t.options for name, t in self.outputs.items()},
+        }
+
+
+def _with_plugin(kind, plugin_name: str):
+    from dataclasses import replace
+
+    return replace(kind, plugin=plugin_name)
