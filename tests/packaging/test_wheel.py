@@ -40,5 +40,5 @@ def test_every_source_module_is_in_the_wheel(wheel_names):
     assert not missing, f"missing from the wheel (add to [tool.setuptools] packages): {missing}"
 
 
-def test_entry_points_name_builtin_plugins(wheel_names):
+def test_console_script_is_declared(wheel_names):
     assert any(n.endswith(".dist-info/entry_points.txt") for n in wheel_names)

@@ -1,0 +1,307 @@
+"""AST → :class:`~dsrouter.dsl.config.Config`: every name, option and route checked.
+
+The checker never stops at the first problem: it reports every error it can find (``E2xx``
+names, types and options, ``E3xx`` routing) and warnings (``W3xx``) to a :class:`Reporter`.
+Expressions are checked by :mod:`dsrouter.dsl.exprcheck`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dsrouter.dsl import ast
+from dsrouter.dsl.config import Block, Config, Route
+from dsrouter.dsl.diagnostics import Reporter, at, did_you_mean
+from dsrouter.dsl.exprcheck import check_condition
+from dsrouter.dsl.testblocks import check_tests
+from dsrouter.dsl.values import INVALID, ValueContext, resolve, uses_call
+from dsrouter.options import Option
+
+UNMATCHED = "_unmatched"
+
+SETTINGS: dict[str, Option] = {
+    "data_dir": Option("data_dir", "string", "dsrouter-data", "queues, dead letters, state"),
+    "metrics": Option("metrics", "address", None, "HOST:PORT for /metrics and /healthz"),
+}
+
+
+def check(
+    items: Sequence[ast.Item],
+    option_specs: Mapping[str, Mapping[str, tuple[Option, ...]]],
+    ctx: ValueContext,
+    files: list[Path],
+) -> Config:
+    """Check the spliced items of a configuration; errors go to ``ctx.reporter``."""
+    rep = ctx.reporter
+    settings = _settings([i for i in items if isinstance(i, ast.Settings)], ctx)
+    inputs = _blocks("input", items, option_specs.get("input", {}), ctx)
+    outputs = _blocks("output", items, option_specs.get("output", {}), ctx)
+    output_names = {b.name for b in outputs}
+    routes = [_route(r, output_names, rep) for r in items if isinstance(r, ast.RouteDecl)]
+    _unique("route", [r.name for r in items if isinstance(r, ast.RouteDecl)], rep)
+    unmatched = next((r for r in routes if r.name == UNMATCHED), None)
+    ordered = [r for r in routes if r.name != UNMATCHED]
+    _accounting(ordered, unmatched, items, rep)
+    decls = [t for t in items if isinstance(t, ast.TestDecl)]
+    tests = check_tests(decls, [r.name for r in routes], output_names, ctx)
+    return Config(
+        settings=settings,
+        inputs=inputs,
+        outputs=outputs,
+        routes=routes,
+        tests=tests,
+        warnings=[],
+        files=files,
+        base_dir=ctx.base_dir,
+        unmatched=unmatched,
+    )
+
+
+# ---- settings ---------------------------------------------------------------------------
+
+
+def _settings(blocks: list[ast.Settings], ctx: ValueContext) -> dict[str, Any]:
+    for extra in blocks[1:]:
+        help = f"the first settings block is at {at(blocks[0].span)}"
+        ctx.reporter.error("E216", "only one settings block is allowed", extra.span, help)
+    opts = [o for b in blocks for o in b.options]
+    values, _ = _options(opts, SETTINGS, "settings", ctx)
+    values = {k: values.get(k, spec.default) for k, spec in SETTINGS.items()}
+    data_dir = Path(values["data_dir"]) if isinstance(values["data_dir"], str) else Path()
+    values["data_dir"] = Path(os.path.normpath(ctx.base_dir / data_dir))
+    return values
+
+
+# ---- input and output blocks ------------------------------------------------------------
+
+
+def _blocks(
+    kind: str,
+    items: Sequence[ast.Item],
+    specs: Mapping[str, tuple[Option, ...]],
+    ctx: ValueContext,
+) -> list[Block]:
+    decls = [b for b in items if isinstance(b, ast.BlockDecl) and b.kind == kind]
+    _unique(kind, [d.name for d in decls], ctx.reporter)
+    return [_block(d, specs, ctx) for d in decls]
+
+
+def _block(decl: ast.BlockDecl, specs: Mapping, ctx: ValueContext) -> Block:
+    rep = ctx.reporter
+    type_opts = [o for o in decl.options if o.key.text == "type"]
+    rest = tuple(o for o in decl.options if o.key.text != "type")
+    where = f"{decl.kind} '{decl.name.text}'"
+    type_name = _block_type(decl, type_opts, specs, ctx)
+    if type_name is None:
+        _duplicate_keys(rest, rep)  # still report what can be checked without the type
+        return Block(decl.name.text, "", {}, decl.span)
+    table = {o.name: o for o in specs[type_name]}
+    values, given = _options(rest, table, where, ctx)
+    for name, spec in table.items():
+        if name in given:
+            continue
+        if spec.required:
+            msg = f"{where} (type \"{type_name}\") is missing required option '{name}'"
+            rep.error("E205", msg, decl.name.span, spec.help or None)
+        else:
+            values[name] = spec.default
+    return Block(decl.name.text, type_name, values, decl.span)
+
+
+def _block_type(decl: ast.BlockDecl, type_opts: list, specs: Mapping, ctx) -> str | None:
+    rep = ctx.reporter
+    if not type_opts:
+        rep.error(
+            "E203",
+            f"{decl.kind} '{decl.name.text}' has no type",
+            decl.name.span,
+            f'add type = "..." (one of: {", ".join(sorted(specs))})',
+        )
+        return None
+    for extra in type_opts[1:]:
+        rep.error("E208", "option 'type' is given twice", extra.key.span)
+    node = type_opts[0].value
+    value = resolve(node, ctx)
+    if value is INVALID:
+        return None
+    if not isinstance(value, str) or value not in specs:
+        known = ", ".join(f'"{n}"' for n in sorted(specs)) or "none registered"
+        shown = f' "{value}"' if isinstance(value, str) and not uses_call(node) else ""
+        help = did_you_mean(value, specs) if isinstance(value, str) else None
+        msg = f"unknown {decl.kind} type{shown}"
+        rep.error("E202", msg, node.span, help or f"known {decl.kind} types: {known}")
+        return None
+    return value
+
+
+def _options(
+    opts: Sequence[ast.Option], table: Mapping[str, Option], where: str, ctx
+) -> tuple[dict[str, Any], set[str]]:
+    """Resolve and check options against their specs: ``(valid values, keys given)``."""
+    rep = ctx.reporter
+    _duplicate_keys(opts, rep)
+    values: dict[str, Any] = {}
+    given: set[str] = set()
+    for opt in opts:
+        key = opt.key.text
+        spec = table.get(key)
+        if spec is None:
+            help = did_you_mean(key, table) or "known options: " + ", ".join(sorted(table))
+            rep.error("E204", f"unknown option '{key}' in {where}", opt.key.span, help)
+            continue
+        if key in given:
+            continue  # reported by _duplicate_keys
+        given.add(key)
+        raw = resolve(opt.value, ctx)
+        if raw is INVALID:
+            continue
+        value, problem = spec.check(raw)
+        if problem is not None:
+            hidden = spec.secret or uses_call(opt.value)
+            detail = f"expected a value of kind '{spec.kind}'" if hidden else problem
+            rep.error(
+                "E206",
+                f"invalid value for option '{key}' in {where}: {detail}",
+                opt.value.span,
+                spec.help or None,
+            )
+            continue
+        values[key] = value
+    return values, given
+
+
+def _duplicate_keys(opts: Sequence[ast.Option], rep: Reporter) -> None:
+    first: dict[str, ast.Option] = {}
+    for opt in opts:
+        if opt.key.text in first:
+            help = f"first given at {at(first[opt.key.text].key.span)}"
+            rep.error("E208", f"option '{opt.key.text}' is given twice", opt.key.span, help)
+        else:
+            first[opt.key.text] = opt
+
+
+def _unique(kind: str, names: Sequence[ast.Name], rep: Reporter) -> None:
+    seen: dict[str, ast.Name] = {}
+    for name in names:
+        if name.text.startswith("_") and not (kind == "route" and name.text == UNMATCHED):
+            help = "names starting with '_' are reserved" + (
+                f"; did you mean '{UNMATCHED}'?" if kind == "route" else ""
+            )
+            rep.error("E209", f"{kind} name '{name.text}' is reserved", name.span, help)
+        if name.text in seen:
+            help = f"first defined at {at(seen[name.text].span)}"
+            rep.error("E207", f"duplicate {kind} name '{name.text}'", name.span, help)
+        else:
+            seen[name.text] = name
+
+
+# ---- routes -----------------------------------------------------------------------------
+
+
+def _route(decl: ast.RouteDecl, output_names: set[str], rep: Reporter) -> Route:
+    first: dict[type, ast.Action] = {}
+    for action in decl.actions:
+        word = ast.ACTION_WORDS[type(action)]
+        if type(action) in first:
+            help = f"first '{word}' is at {at(first[type(action)].span)}"
+            rep.error(
+                "E303", f"'{word}' appears twice in route '{decl.name.text}'", action.span, help
+            )
+            continue
+        first[type(action)] = action
+        if isinstance(action, ast.Throttle | ast.SetField):
+            rep.error("E290", f"'{word}' is not supported yet", action.span)
+    when, to = first.get(ast.When), first.get(ast.To)
+    drop, cont = first.get(ast.Drop), first.get(ast.Continue)
+    if when is not None:
+        check_condition(when.expr, rep)
+    outputs = _targets(to, output_names, rep) if to is not None else ()
+    _route_shape(decl, when, to, drop, cont, rep)
+    condition = None if when is None else when.expr
+    return Route(
+        decl.name.text,
+        condition,
+        outputs,
+        cont is not None,
+        drop is not None,
+        decl.span,
+        decl.name.span,
+    )
+
+
+def _targets(to: ast.To, output_names: set[str], rep: Reporter) -> tuple[str, ...]:
+    names: list[str] = []
+    for target in to.targets:
+        if target.text not in output_names:
+            help = did_you_mean(target.text, output_names)
+            if help is None:
+                known = ", ".join(sorted(output_names)) or "none are declared"
+                help = f"declared outputs: {known}"
+            rep.error("E201", f"unknown output '{target.text}'", target.span, help)
+        elif target.text not in names:
+            names.append(target.text)
+    return tuple(names)
+
+
+def _route_shape(decl, when, to, drop, cont, rep: Reporter) -> None:
+    name = decl.name.text
+    if drop is not None and to is not None:
+        later = max(drop, to, key=lambda a: (a.span.line, a.span.column))
+        rep.error(
+            "E302",
+            f"route '{name}' cannot both 'drop' and send 'to' outputs",
+            later.span,
+            "drop discards the event; remove one of them",
+        )
+    if drop is not None and cont is not None:
+        rep.error(
+            "E306",
+            f"route '{name}' has 'continue' after 'drop'",
+            cont.span,
+            "drop stops evaluation; remove 'continue'",
+        )
+    if drop is None and to is None:
+        rep.error(
+            "E304",
+            f"route '{name}' neither sends 'to' an output nor drops",
+            decl.name.span,
+            "add 'to OUTPUT, ...' or 'drop'",
+        )
+    if name == UNMATCHED:
+        for action in (when, cont):
+            if action is not None:
+                word = ast.ACTION_WORDS[type(action)]
+                rep.error(
+                    "E305",
+                    f"route '{UNMATCHED}' cannot use '{word}'",
+                    action.span,
+                    f"'{UNMATCHED}' receives exactly the events no route claimed",
+                )
+
+
+def _accounting(ordered: list[Route], unmatched: Route | None, items, rep: Reporter) -> None:
+    catch_all: Route | None = None
+    for route in ordered:
+        if catch_all is not None:
+            help = f"route '{catch_all.name}' at {at(catch_all.name_span)} claims every event"
+            rep.warning("W301", f"route '{route.name}' can never match", route.name_span, help)
+        elif route.when is None and not route.cont:
+            catch_all = route
+    if unmatched is not None and catch_all is not None:
+        help = f"route '{catch_all.name}' at {at(catch_all.name_span)} claims every event"
+        rep.warning("W302", f"route '{UNMATCHED}' never receives events", unmatched.name_span, help)
+    if unmatched is None and catch_all is None:
+        last = ordered[-1] if ordered else None
+        span = last.name_span if last is not None else _first_span(items)
+        help = f"end with a route without 'when', or add: route {UNMATCHED} {{ to ... }}"
+        rep.error("E301", "the configuration does not account for every event", span, help)
+
+
+def _first_span(items):
+    return items[0].span if items else None
+
+
+__all__ = ["SETTINGS", "UNMATCHED", "check"]

@@ -1,0 +1,143 @@
+"""Loading a configuration: read the main file, splice in includes, parse, check.
+
+``include "glob"`` is resolved relative to the including file; its matches are read in sorted
+order and their items spliced in place. A file that is already being read (a cycle) and a glob
+that matches nothing are errors. Syntax errors are collected from every file; the semantic
+checks run only when every file parsed, so they never report noise caused by a broken file.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from dsrouter.dsl import ast
+from dsrouter.dsl.checker import check
+from dsrouter.dsl.config import Config
+from dsrouter.dsl.diagnostics import Reporter, at
+from dsrouter.dsl.parser import parse
+from dsrouter.dsl.values import ValueContext
+from dsrouter.errors import ConfigError, Diagnostic, Span
+
+OptionSpecs = Mapping[str, Mapping[str, tuple]]
+_EMPTY_SPECS: OptionSpecs = {"input": {}, "output": {}}
+
+
+def load_config(
+    path: str | Path, option_specs: OptionSpecs, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Load and check the configuration at ``path``; raises :class:`ConfigError`."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        diag = Diagnostic("E220", f"cannot read configuration file '{path}': {reason}")
+        raise ConfigError(diagnostics=[diag]) from None
+    base = Path(path).absolute().parent
+    return load_config_text(text, str(path), option_specs, base_dir=base, environ=environ)
+
+
+def load_config_text(
+    text: str,
+    path: str = "<config>",
+    option_specs: OptionSpecs = _EMPTY_SPECS,
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Check configuration text; ``base_dir`` anchors relative paths (default: cwd)."""
+    base = Path(base_dir if base_dir is not None else os.getcwd()).absolute()
+    rep = Reporter()
+    loader = _Includes(rep)
+    main = parse(text, path, rep)
+    loader.dirs[path] = base
+    stack: list[tuple[Path, Span | None]] = []
+    if not path.startswith("<"):  # a real file, not "<config>" or "<stdin>"
+        loader.files.append(Path(path).absolute())
+        stack.append((Path(path).resolve(), None))
+    items = loader.expand(main, stack) if main is not None else []
+    rep.raise_if_errors()
+    env = os.environ if environ is None else environ
+    ctx = ValueContext(rep, env, loader.dirs, base)
+    config = check(items, option_specs, ctx, loader.files)
+    rep.raise_if_errors()
+    config.warnings.extend(rep.warnings)
+    return config
+
+
+class _Includes:
+    """Expands ``include`` items recursively, remembering each file's directory."""
+
+    def __init__(self, rep: Reporter) -> None:
+        self.rep = rep
+        self.dirs: dict[str, Path] = {}
+        self.files: list[Path] = []
+
+    def expand(self, file: ast.File, stack: list[tuple[Path, Span | None]]) -> list[ast.Item]:
+        """Items of ``file`` with includes spliced in.
+
+        ``stack`` holds the files being read, outermost first: ``(resolved path, the include
+        statement that opened it)``; a file found on it again closes a cycle.
+        """
+        out: list[ast.Item] = []
+        for item in file.items:
+            if isinstance(item, ast.Include):
+                out.extend(self._include(item, stack))
+            else:
+                out.append(item)
+        return out
+
+    def _include(self, inc: ast.Include, stack: list) -> list[ast.Item]:
+        base = self.dirs[inc.span.path]
+        pattern = os.path.join(base, inc.pattern)
+        matches = sorted(m for m in glob.glob(pattern, recursive=True) if os.path.isfile(m))
+        if not matches:
+            self.rep.error(
+                "E213",
+                f'include "{inc.pattern}" matches no file',
+                inc.span,
+                f"looked for {pattern}",
+            )
+            return []
+        items: list[ast.Item] = []
+        for match in matches:
+            items.extend(self._one(Path(match), inc, stack))
+        return items
+
+    def _one(self, path: Path, inc: ast.Include, stack: list) -> list[ast.Item]:
+        real = path.resolve()
+        for i, (open_path, _) in enumerate(stack):
+            if open_path == real:
+                self._cycle(path, inc, stack[i + 1][1] if i + 1 < len(stack) else None)
+                return []
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
+            self.rep.error("E213", f"cannot read included file '{path}': {reason}", inc.span)
+            return []
+        name = _display(path)
+        self.dirs[name] = path.absolute().parent
+        self.files.append(path.absolute())
+        parsed = parse(text, name, self.rep)
+        if parsed is None:
+            return []
+        return self.expand(parsed, [*stack, (real, inc.span)])
+
+    def _cycle(self, path: Path, inc: ast.Include, first: Span | None) -> None:
+        name = _display(path)
+        msg = f"include cycle: '{name}' is already being read"
+        help = "a file cannot include itself"
+        if first is not None:
+            help = f"'{name}' starts the cycle with the include at {at(first)}"
+        self.rep.error("E214", msg, inc.span, help)
+
+
+def _display(path: Path) -> str:
+    """A path as the user would write it: relative to the working directory when shorter."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if len(rel) < len(str(path.absolute())) else str(path.absolute())
