@@ -116,18 +116,18 @@ def test_dry_run_human_output_has_summary(conf, tmp_path, capsys):
     assert "2 event(s); 1 dropped" in out and "DROPPED" in out
 
 
-TESTS = """
-test "XSS pages the on-call" {
-  input  "%s"
+TESTS = f"""
+test "XSS pages the on-call" {{
+  input  "{IPS}"
   expect routes  == ["critical", "everything"]
   expect outputs == ["pager", "archive"]
   expect host == "web-01"
-}
-test "NetBIOS noise is dropped" {
-  input "%s"
+}}
+test "NetBIOS noise is dropped" {{
+  input "{FW}"
   expect dropped
-}
-""" % (IPS, FW)
+}}
+"""
 
 
 def test_test_command_passes(conf, capsys):
