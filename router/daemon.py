@@ -38,6 +38,7 @@ class Daemon:
         self.pending: list[tuple[str, str, list[bytes]]] = []
         self.flush_scheduled = False
         self.pipeline_errors = 0
+        self.unparsed = 0
         self.listeners: list[tuple[Any, Any]] = []
         self.outputs: dict[str, Output] = {}
         self.dispatcher: Dispatcher | None = None
@@ -97,6 +98,7 @@ class Daemon:
         events: list[dict] = []
         for name, peer, messages in batch:
             events.extend(parse_batch(messages, name, peer, received_at))
+        self.unparsed += sum(1 for ev in events if "parse_error" in ev)
         try:
             self.dispatcher.process(events)
         except Exception as exc:  # a bug must not lose the batch: keep it for replay
@@ -157,6 +159,7 @@ class Daemon:
     def stats(self) -> dict[str, Any]:
         stats = self.dispatcher.stats() if self.dispatcher else {}
         stats["pipeline_errors_total"] = self.pipeline_errors
+        stats["events_unparsed_total"] = self.unparsed
         stats["inputs"] = {block.name: dict(lst.stats) for block, lst in self.listeners}
         return stats
 
