@@ -32,9 +32,24 @@ def _read(path):
 def test_writes_json_lines_grouped_by_template(make, tmp_path):
     out = make("archive/{module}/{host}/{date}.jsonl")
     events = [
-        {"module": "firewall", "host": "web-01", "received_at": "2026-11-28T01:00:00+00:00", "n": 1},
-        {"module": "anti_malware", "host": "web-01", "received_at": "2026-11-28T01:00:00+00:00", "n": 2},
-        {"module": "firewall", "host": "web-01", "received_at": "2026-11-28T02:00:00+00:00", "n": 3},
+        {
+            "module": "firewall",
+            "host": "web-01",
+            "received_at": "2026-11-28T01:00:00+00:00",
+            "n": 1,
+        },
+        {
+            "module": "anti_malware",
+            "host": "web-01",
+            "received_at": "2026-11-28T01:00:00+00:00",
+            "n": 2,
+        },
+        {
+            "module": "firewall",
+            "host": "web-01",
+            "received_at": "2026-11-28T02:00:00+00:00",
+            "n": 3,
+        },
     ]
     out.send(events)
     out.close()
@@ -45,10 +60,36 @@ def test_writes_json_lines_grouped_by_template(make, tmp_path):
 
 @pytest.mark.parametrize(
     "host",
-    ["../../etc", "..", ".", "/etc/passwd", "a/../../b", "..\\..\\windows", "x\x00y", "", None,
-     "....//....//etc", "~root", "$(reboot)", "a" * 5000],
-    ids=["dotdot-etc", "dotdot", "dot", "absolute", "nested", "backslash", "nul", "empty", "missing",
-         "dots-slashes", "tilde", "shell", "very-long"],
+    [
+        "../../etc",
+        "..",
+        ".",
+        "/etc/passwd",
+        "a/../../b",
+        "..\\..\\windows",
+        "x\x00y",
+        "",
+        None,
+        "....//....//etc",
+        "~root",
+        "$(reboot)",
+        "a" * 5000,
+    ],
+    ids=[
+        "dotdot-etc",
+        "dotdot",
+        "dot",
+        "absolute",
+        "nested",
+        "backslash",
+        "nul",
+        "empty",
+        "missing",
+        "dots-slashes",
+        "tilde",
+        "shell",
+        "very-long",
+    ],
 )
 def test_attacker_controlled_values_stay_inside_the_directory(make, tmp_path, host):
     out = make("archive/{host}/{module}.jsonl")

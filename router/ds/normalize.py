@@ -1,0 +1,296 @@
+"""Messages → normalized DS events (plain dicts), fast path first.
+
+The fast path is ONE regex that matches the shapes DS and common relays send — ``<PRI>`` with
+an RFC 3164 or ISO time stamp and a one-word host, or an RFC 5424 header — together with the
+seven CEF header fields when they hold no backslash, and the first extension key; one
+``re.split`` then cuts the rest of the extension. Anything else (LEEF, escaped header fields,
+missing PRI or host, hosts with spaces, tags, octet counts, junk) takes the careful path built
+from :mod:`dsrouter.syslog`, :mod:`dsrouter.ds.cef` and :mod:`dsrouter.ds.leef`. Both paths
+build the header part (with ``module``, classified once per distinct CEF header on the fast
+path) and end in :func:`_assemble`, which types values, derives ``host``/``host_id``/tenant,
+adds the slot aliases and the receipt fields. Extension keys that collide with reserved
+names never reach the fast path's merge: such messages take the careful path, which moves
+them under ``ext_shadowed``.
+
+The per-event path allocates only the event, its ``syslog`` dict and the split parts; the
+caches (header → header fields, RFC 3164 stamp → ISO, digit text → int) are bounded.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Collection
+from typing import Any
+
+from dsrouter.ds.catalog import ALIASES, INT_ALIASES, INT_KEYS, LEEF_TO_CEF, RESERVED, classify
+from dsrouter.ds.cef import KEY, parse_cef, split_extension, unescape_value
+from dsrouter.ds.leef import parse_leef
+from dsrouter.syslog import (
+    BODY_MARK,
+    ISO_TS,
+    SD,
+    parse_envelope,
+    parse_structured_data,
+    rfc3164_cache,
+    rfc3164_to_iso,
+    strip_octet_count,
+)
+
+__all__ = ["parse_batch", "parse_message"]
+
+Event = dict[str, Any]
+Receipt = tuple[str, str, str, str]
+
+_FAST = re.compile(
+    r"<(\d{1,3})>(?:"
+    rf"(?:([A-Z][a-z]{{2}} [ \d]\d \d\d:\d\d:\d\d)|({ISO_TS})) (\S*[^\s:]) "
+    rf"|1 (\S+) (\S+) (\S+) (\S+) (\S+) ({SD}) \ufeff?"
+    r")CEF: ?(\d{1,3})\|" + r"([^|\\]*)\|" * 6 + rf"({KEY})=(.*)",
+    re.S,
+)
+_heads: dict[str, Event] = {}
+_known_ints: dict[str, int] = {}
+_ALIASES = {
+    m: tuple((s, a, a in INT_ALIASES, s in RESERVED) for s, a in pairs)
+    for m, pairs in ALIASES.items()
+}
+_LEEF_KEYS = tuple(LEEF_TO_CEF.items())
+_SEVERITY_WORDS = {"low": 3, "medium": 6, "high": 8, "very-high": 10}
+_PRI = [divmod(p, 8) for p in range(192)]
+_split = split_extension
+
+
+def _int(text: str) -> int | str:
+    """The int a text holds (``-?[0-9]{1,18}``), else the text itself (lossless)."""
+    if text.isdigit():
+        if text.isascii() and len(text) < 19:
+            return int(text)
+    elif text[:1] == "-" and text[1:].isdigit() and text.isascii() and len(text) < 20:
+        return int(text)
+    return text
+
+
+def _severity(text: str) -> int | None:
+    value = _int(text)
+    return value if isinstance(value, int) else _SEVERITY_WORDS.get(text.lower())
+
+
+def _ints(ev: Event, int_keys: Collection[str]) -> None:
+    """Turn the values of ``int_keys`` into ints where the text is one (``-?[0-9]{1,18}``)."""
+    ints = list(map(_known_ints.get, map(ev.__getitem__, int_keys)))  # ~4x cheaper than int()
+    if None in ints:
+        if len(_known_ints) > 100_000:  # bounded memory
+            _known_ints.clear()
+        for i, k in enumerate(int_keys):
+            if ints[i] is None:
+                v = ev[k]
+                ints[i] = number = _int(v)
+                if number.__class__ is int and len(v) <= 8:
+                    _known_ints[v] = number
+    ev.update(zip(int_keys, ints, strict=True))
+
+
+def _assemble(ev: Event, int_keys: Collection[str], env: dict, receipt: Receipt) -> Event:
+    """Type the extension values in ``ev``, derive fields, add the receipt fields.
+
+    ``ev`` holds the header fields (with ``module``) followed by the extension pairs, none of
+    which collides with a reserved name.
+    """
+    if int_keys:
+        _ints(ev, int_keys)
+    get = ev.get
+    host = get("dvchost") or get("dvc") or env.get("hostname")
+    if host:
+        ev["host"] = host
+    if "cn1" in ev and ev["cn1"].__class__ is int:
+        ev["host_id"] = ev["cn1"]
+    if "TrendMicroDsTenant" in ev:
+        ev["tenant"] = ev["TrendMicroDsTenant"]
+    if "TrendMicroDsTenantId" in ev:
+        ev["tenant_id"] = ev["TrendMicroDsTenantId"]
+    for slot, alias, as_int, shadowed in _ALIASES.get(ev["module"], ()):
+        v = get("ext_shadowed", {}).get(slot) if shadowed else get(slot)
+        if v is not None:
+            ev[alias] = _int(v) if as_int and v.__class__ is str else v
+    ev["syslog"] = env
+    ev["received_at"], ev["peer"], ev["input"], ev["raw"] = receipt
+    return ev
+
+
+def _merge(head: Event, ext: dict[str, Any], env: dict, receipt: Receipt) -> Event:
+    """Careful path: move colliding extension keys aside, then assemble."""
+    if not RESERVED.isdisjoint(ext):
+        head["ext_shadowed"] = {k: ext.pop(k) for k in RESERVED.intersection(ext)}
+    head.update(ext)
+    return _assemble(head, INT_KEYS.intersection(ext), env, receipt)
+
+
+def _cef_head(
+    version: str, vendor: str, product: str, pver: str, sig: str, name: str, sev: str
+) -> Event:
+    head: Event = {
+        "format": "cef",
+        "vendor": vendor,
+        "product": product,
+        "product_version": pver,
+        "signature_id": _int(sig),
+        "name": name,
+    }
+    severity = _severity(sev)
+    if severity is not None:
+        head["severity"] = severity
+    head["cef_version"] = int(version)
+    head["module"] = classify(product, head["signature_id"])
+    return head
+
+
+def _new_head(m: re.Match, header: str) -> Event:
+    """The header part of the event for one CEF header text, cached (bounded)."""
+    head = _cef_head(*m.group(11, 12, 13, 14, 15, 16, 17))
+    if len(header) <= 512:  # bounded memory: 4096 entries of at most ~1 KiB
+        if len(_heads) >= 4096:
+            _heads.clear()
+        _heads[header] = head
+    return head
+
+
+def _fast(text: str, receipt: Receipt, now: float, stamps: dict[str, str]) -> Event | None:
+    """The common shapes in one regex; None sends the message to the careful path."""
+    m = _FAST.match(text)
+    if m is None:
+        return None
+    pri, bsd, host, key, rest = m.group(1, 2, 4, 18, 19)
+    pri = int(pri)
+    if pri > 191:
+        return None
+    if host is None:
+        env = _env5424(*_PRI[pri], *m.group(5, 6, 7, 8, 9, 10))
+    else:
+        iso = m.group(3) if bsd is None else stamps.get(bsd) or rfc3164_to_iso(bsd, now)
+        if iso is None:
+            return None
+        facility, severity = _PRI[pri]
+        env = {"facility": facility, "severity": severity, "timestamp": iso, "hostname": host}
+    if rest[-1:] in " \t\r\n":
+        rest = rest.rstrip()
+    parts = _split(rest)  # [v1, k2, v2, ...]
+    parts.insert(0, key)
+    keys = parts[::2]
+    if "  " in rest:
+        parts[1::2] = [v.rstrip(" ") if v[-1:] == " " else v for v in parts[1::2]]
+    if "\\" in rest:
+        parts[1::2] = [unescape_value(v) if "\\" in v else v for v in parts[1::2]]
+    if not RESERVED.isdisjoint(keys):
+        return None  # a hostile or odd key: the careful path keeps it aside
+    header = text[m.start(11) : m.start(18)]
+    ev = (_heads.get(header) or _new_head(m, header)).copy()
+    it = iter(parts)
+    ev.update(zip(it, it, strict=False))
+    return _assemble(ev, INT_KEYS.intersection(keys), env, receipt)
+
+
+def _env5424(facility: int, severity: int, *fields: str) -> dict:
+    env: dict = {"facility": facility, "severity": severity, "version": 1}
+    for k, v in zip(("timestamp", "hostname", "appname", "procid", "msgid"), fields, strict=False):
+        if v != "-":
+            env[k] = v
+    if fields[5] != "-":
+        env["structured_data"] = parse_structured_data(fields[5])
+    return env
+
+
+def _slow(text: str, receipt: Receipt, now: float) -> Event:
+    env, body, error = parse_envelope(strip_octet_count(text).rstrip(), now)
+    if not body.startswith(("CEF:", "LEEF:")):
+        mark = BODY_MARK.search(body)
+        if mark is not None:
+            body = body[mark.start() :]
+    if body.startswith("CEF:"):
+        fields, ext, problem = parse_cef(body)
+        head = _cef_head(*fields) if fields else {"format": "cef"}
+    elif body.startswith("LEEF:"):
+        fields, ext, problem = parse_leef(body)
+        head = _leef_head(fields, ext) if fields else {"format": "leef"}
+    else:
+        head, ext, problem = _plain(env, body)
+    error = error or problem
+    if error:
+        head["parse_error"] = error
+    if "module" not in head:
+        head["module"] = classify(head.get("product"), head.get("signature_id"))
+    return _merge(head, ext, env, receipt)
+
+
+def _leef_head(fields: list[str], attrs: dict[str, str]) -> Event:
+    for leef_key, cef_key in _LEEF_KEYS:
+        if leef_key in attrs:
+            attrs[cef_key] = attrs.pop(leef_key)
+    version, vendor, product, pver, event_id = fields
+    head: Event = {
+        "format": "leef",
+        "vendor": vendor,
+        "product": product,
+        "product_version": pver,
+        "signature_id": _int(event_id),
+    }
+    name = attrs.pop("name", None)
+    if name is not None:
+        head["name"] = name
+    severity = _severity(attrs.pop("severity", ""))
+    if severity is not None:
+        head["severity"] = severity
+    head["leef_version"] = version
+    return head
+
+
+def _plain(env: dict, body: str) -> tuple[Event, dict, str | None]:
+    """Not CEF or LEEF: a plain syslog message (its text in ``msg``) or unknown text."""
+    if env:
+        return {"format": "syslog"}, {"msg": body}, None
+    return {"format": "unknown"}, {}, "not syslog, CEF or LEEF"
+
+
+def _failed(text: str, receipt: Receipt, exc: Exception) -> Event:
+    """Last resort when a parser bug raises: still an event, never an exception."""
+    head: Event = {"format": "unknown", "parse_error": f"parser failure: {type(exc).__name__}"}
+    head["module"] = "unknown"
+    return _assemble(head, (), {}, receipt)
+
+
+def parse_message(text: str, input: str = "", peer: str = "", received_at: str = "") -> Event:
+    """One message (str) → event. Never raises."""
+    if not text.isascii():
+        text = _valid_unicode(text)
+    receipt = (received_at, peer, input, text)
+    now = time.time()
+    try:
+        return _fast(text, receipt, now, rfc3164_cache(now)) or _slow(text, receipt, now)
+    except Exception as exc:
+        return _failed(text, receipt, exc)
+
+
+def _valid_unicode(text: str) -> str:
+    """Replace lone surrogates (from surrogateescape decoding) so orjson can write the text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def parse_batch(messages: list[bytes], input: str, peer: str, received_at: str) -> list[Event]:
+    """One normalized event per message, same order. Never raises on any input."""
+    now = time.time()
+    out: list[Event] = []
+    add = out.append
+    fast, slow = _fast, _slow
+    stamps = rfc3164_cache(now)
+    for data in messages:
+        text = data.decode("utf-8", "replace")
+        receipt = (received_at, peer, input, text)
+        try:
+            add(fast(text, receipt, now, stamps) or slow(text, receipt, now))
+        except Exception as exc:
+            add(_failed(text, receipt, exc))
+    return out

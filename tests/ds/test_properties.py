@@ -1,0 +1,127 @@
+"""Property tests: the parser never raises, output is JSON-safe, CEF escaping round-trips."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsrouter.ds import parse_batch, parse_message
+from dsrouter.ds.catalog import INT_KEYS, MODULES, RESERVED
+from dsrouter.ds.normalize import _fast, _slow
+
+FORMATS = {"cef", "leef", "syslog", "unknown"}
+PIECES = st.sampled_from(
+    [
+        "<134>",
+        "<13>1 ",
+        "Nov 27 23:18:32 ",
+        "2021-10-06T01:29:43-07:00 ",
+        "host ",
+        "tag: ",
+        "CEF:0|",
+        "CEF: 0|",
+        "LEEF:2.0|",
+        "LEEF:1.0|",
+        "|",
+        "\\",
+        "\\|",
+        "\\=",
+        "=",
+        " ",
+        "  ",
+        "a=",
+        "cn1=",
+        "spt=",
+        "dvc=",
+        "module=",
+        "\t",
+        "x09|",
+        "[",
+        "]",
+        '"',
+        "-",
+        "12",
+        "\ufeff",
+        "Deep Security Agent|",
+        "Deep Security Manager|",
+        "4000000|",
+        "Trend Micro|",
+        "é",
+    ]
+)
+
+
+def check(ev: dict) -> None:
+    assert ev["format"] in FORMATS
+    assert ev["module"] in MODULES
+    assert isinstance(ev["syslog"], dict)
+    assert "parser failure" not in ev.get("parse_error", "")  # no internal exception
+    orjson.dumps(ev)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_any_text_gives_an_event(text: str) -> None:
+    check(parse_message(text))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(PIECES, max_size=40).map("".join))
+def test_syslog_and_cef_shaped_text_gives_an_event(text: str) -> None:
+    ev = parse_message(text)
+    check(ev)
+    assert ev["raw"] == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=8))
+def test_any_bytes_give_events(messages: list[bytes]) -> None:
+    events = parse_batch(messages, "in", "peer", "now")
+    assert len(events) == len(messages)
+    for ev in events:
+        check(ev)
+
+
+def escape_header(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def escape_value(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n").replace("\r", "\\r")
+
+
+KEYS = st.from_regex(r"[a-z][A-Za-z0-9_.\-]{0,11}", fullmatch=True).filter(
+    lambda k: k not in RESERVED and k not in INT_KEYS
+)
+VALUES = st.text(st.characters(blacklist_categories=["Cs"]), max_size=30).filter(
+    lambda v: v == v.rstrip()  # trailing whitespace before a separator is not kept (§4.7)
+)
+HEADER = st.text(
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=20
+).filter(lambda v: v == v.strip())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, VALUES, min_size=1, max_size=8), HEADER, st.booleans())
+def test_cef_escape_round_trip(pairs: dict[str, str], name: str, envelope: bool) -> None:
+    ext = " ".join(f"{k}={escape_value(v)}" for k, v in pairs.items())
+    line = f"CEF:0|Trend Micro|Deep Security Agent|20.0|4000000|{escape_header(name)}|6|{ext}"
+    if envelope:
+        line = "<134>Nov 27 23:18:32 web-07 " + line
+    ev = parse_message(line)
+    assert "parse_error" not in ev
+    assert ev["name"] == name
+    assert ev["module"] == "anti_malware"
+    assert {k: ev[k] for k in pairs} == pairs
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(KEYS | st.sampled_from(sorted(INT_KEYS)), VALUES, min_size=1, max_size=8))
+def test_fast_and_careful_paths_agree(pairs: dict[str, str]) -> None:
+    ext = " ".join(f"{k}={escape_value(v)}" for k, v in pairs.items())
+    line = f"<134>Nov 27 23:18:32 web-07 CEF:0|Trend Micro|Deep Security Agent|1|21|n|5|{ext}"
+    receipt = ("r", "p", "i", line)
+    fast = _fast(line, receipt, 1_764_285_512.0, {})
+    careful = _slow(line, receipt, 1_764_285_512.0)
+    assert fast is None or fast == careful
