@@ -183,3 +183,17 @@ def test_default_run_and_send_sample(start_daemon, tmp_path):
         "device_control",
     }
     assert not any(e.get("parse_error") for e in events)
+
+
+def test_hostile_dvchost_cannot_write_outside_the_data_dir(start_daemon, tmp_path):
+    d = start_daemon(CONFIG)
+    evil = IPS.replace("dvchost=web-01", "dvchost=../../etc")
+    _tcp(d.ports["tcp_in"], evil.encode() + b"\n")
+    (ev,) = wait_for_lines("archive/*/*.jsonl", 1, tmp_path / "data")
+    code, _ = d.stop()
+    assert code == 0 and ev["host"] == "../../etc"
+    files = [p for p in tmp_path.rglob("*.jsonl")]
+    assert len(files) == 1
+    archive = (tmp_path / "data" / "archive").resolve()
+    assert files[0].resolve().parent.parent == archive
+    assert not (tmp_path / "etc").exists() and not (tmp_path.parent / "etc.jsonl").exists()

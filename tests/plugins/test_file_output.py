@@ -122,3 +122,11 @@ def test_syslog_field_and_lru_of_open_files(make, tmp_path):
     got = {p.name: [e["n"] for e in _read(p)] for p in (tmp_path / "data" / "by-sender").iterdir()}
     assert got == {"dsm0.jsonl": [0, 3], "dsm1.jsonl": [1, 4], "dsm2.jsonl": [2]}
     assert os.listdir(tmp_path / "data" / "by-sender")
+
+
+def test_stdout_output_writes_json_lines(capsysbinary):
+    kind = Plugins(entry_points=False).outputs["stdout"]
+    out = kind.factory("console", {"pretty": False}, OutputContext(None, None))
+    out.send([{"module": "firewall", "n": 1}, {"module": "system", "n": 2}])
+    lines = capsysbinary.readouterr().out.splitlines()
+    assert [orjson.loads(x)["n"] for x in lines] == [1, 2]
