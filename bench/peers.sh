@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# dsrouter side by side with rsyslog and syslog-ng (full parse) in one run, one table.
+#
+#   bash bench/peers.sh                 # work dir ./bench-work (git-ignored); about 5 minutes
+#   ROUNDS=5 CONNS="1 4" N=1000000 BENCH_WORK=/data/bw bash bench/peers.sh
+#
+# Steps (one LABEL for all, so the table compares one run):
+#   1. the shared harness ../shared/bench/run_all.sh with no measuring section: setup (apt: rsyslog,
+#      gcc, syslog-ng's libraries; syslog-ng unpacked into WORK/.opt; WORK/build/blast), the workload
+#      (gen_events.py, seed 1, N events) and WORK/results/machine-LABEL.txt;
+#   2. ROUNDS rounds; each runs, back to back through the harness's bench.py, the full-parse peers
+#      (PEERS: rsyslog-fullparse syslog-ng-fullparse py-fast) and dsrouter through the harness's
+#      `custom` hook (bench/dsrouter_contender.py), for every connection count in CONNS. Interleaving
+#      the contenders keeps load from other processes from landing on one contender only; the
+#      table shows the median over the rounds;
+#   3. bench/inprocess.py and bench/tcp.py on the same file (ROUNDS repetitions each);
+#   4. bench/report.py: one markdown table -> WORK/results/peers-LABEL.md.
+# Knobs: N (100000), ROUNDS (3), CONNS ("1"), PEERS, LABEL, BENCH_SHARED (the shared bench folder),
+# DSROUTER_PYTHON (a python that imports dsrouter; default: python3 on PATH), SKIP_SETUP=1.
+# Needs root for apt on the first run. All traffic stays on 127.0.0.1.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+SHARED="$(cd "${BENCH_SHARED:-$HERE/../../shared/bench}" && pwd)"
+WORK_IN=${BENCH_WORK:-bench-work}
+mkdir -p "$WORK_IN"
+WORK="$(cd "$WORK_IN" && pwd)"
+PY="${DSROUTER_PYTHON:-$(command -v python3)}"
+"$PY" -c 'import dsrouter.ds, dsrouter.dsl, dsrouter.transport' \
+  || { echo "peers.sh: $PY cannot import dsrouter; set DSROUTER_PYTHON" >&2; exit 2; }
+PY="$("$PY" -c 'import sys; print(sys.executable)')"   # absolute: the harness runs argv, no PATH
+
+export N=${N:-100000}
+export LABEL=${LABEL:-peers-$(date +%Y%m%d-%H%M%S)}
+export BENCH_SHARED="$SHARED" DSROUTER_PYTHON="$PY" BENCH_WORK="$WORK"
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-1}
+PEERS=${PEERS:-rsyslog-fullparse syslog-ng-fullparse py-fast}
+CMD="$PY $HERE/dsrouter_contender.py --port {port} --all {out} --sev {outdir}/sev.log"
+
+echo "== 1. shared harness: setup, workload (N=$N), machine description (label $LABEL)"
+SECTIONS="none" bash "$SHARED/run_all.sh" --work "$WORK" > /dev/null
+B=(python3 "$SHARED/bench.py" --work "$WORK" --reps 1 --label "$LABEL" --proto tcp)
+
+for round in $(seq 1 "$ROUNDS"); do
+  for c in $CONNS; do
+    echo "== 2. round $round/$ROUNDS, $c connection(s): $PEERS, dsrouter"
+    # shellcheck disable=SC2086
+    "${B[@]}" --conns "$c" run $PEERS
+    "${B[@]}" --conns "$c" custom --name dsrouter --cmd "$CMD" --extra-out sev.log=sev
+  done
+done
+
+echo "== 3. dsrouter in one process, and over TCP with bench/tcp.py"
+"$PY" "$HERE/inprocess.py" --work "$WORK" -n "$N" --reps "$ROUNDS"
+"$PY" "$HERE/tcp.py" --work "$WORK" -n "$N" --reps "$ROUNDS"
+
+echo "== 4. one table"
+"$PY" "$HERE/report.py" --work "$WORK" --label "$LABEL"
