@@ -158,7 +158,8 @@ class Daemon:
         self.flush()
         if self.dispatcher is not None:
             self.dispatcher.close()
-            self.log.info("daemon_stopped", **self.stats())
+            if self.listeners:
+                self.log.info("daemon_stopped", **self.stats())
 
     def stats(self) -> dict[str, Any]:
         stats = self.dispatcher.stats() if self.dispatcher else {}
