@@ -197,3 +197,37 @@ def test_hostile_dvchost_cannot_write_outside_the_data_dir(start_daemon, tmp_pat
     archive = (tmp_path / "data" / "archive").resolve()
     assert files[0].resolve().parent.parent == archive
     assert not (tmp_path / "etc").exists() and not (tmp_path.parent / "etc.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "proto", [["--udp"], ["--tcp"], ["--tcp", "--octet-count"]], ids=["udp", "tcp-lf", "tcp-octet"]
+)
+def test_send_command_sends_a_capture_file(start_daemon, tmp_path, proto):
+    d = start_daemon(CONFIG)
+    capture = tmp_path / "capture.log"
+    capture.write_text(IPS + "\n" + FIREWALL + "\r\n\n" + SYSTEM_LEEF + "\n")
+    port = d.ports["udp_in" if proto == ["--udp"] else "tcp_in"]
+    sent = subprocess.run(
+        [sys.executable, "-m", "dsrouter", "send", *proto, f"127.0.0.1:{port}", str(capture)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert sent.returncode == 0 and "sent 3 message(s)" in sent.stdout
+    archived = wait_for_lines("archive/*/*.jsonl", 2, tmp_path / "data")
+    noise = wait_for_lines("noise.jsonl", 1, tmp_path / "data")
+    assert d.stop()[0] == 0
+    assert sorted(e["raw"] for e in archived + noise) == sorted([IPS, FIREWALL, SYSTEM_LEEF])
+
+
+def test_send_to_nothing_says_so(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connection refused
+        proc = subprocess.run(
+            [sys.executable, "-m", "dsrouter", "send", "--sample", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert proc.returncode == 1 and "cannot send" in proc.stderr
