@@ -30,6 +30,7 @@ from pathlib import Path
 import benchlib
 
 from dsrouter.api import OutputContext
+from dsrouter.daemon import tune_runtime
 from dsrouter.dispatch import Dispatcher
 from dsrouter.ds import parse_batch
 from dsrouter.dsl import compile_routes, load_config_text
@@ -159,6 +160,7 @@ def main() -> None:
     n = len(lines)
     batches = [lines[i : i + a.batch] for i in range(0, n, a.batch)]
     pipe = Pipeline(a.work / "out" / "dsrouter-inprocess")
+    tune_runtime()  # the daemon's gc and malloc settings, so the figures match what it runs
     if a.profile:
         print(profile(pipe, batches, a.top))
         pipe.close()
