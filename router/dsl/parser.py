@@ -12,6 +12,7 @@ import re
 from importlib import resources
 
 from lark import Lark, Token, Transformer, Tree, v_args
+from lark import lexer as lark_lexer
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedInput,
@@ -76,15 +77,26 @@ def _parser() -> Lark:
 
 
 def build_parser(strict: bool = False) -> Lark:
-    """A fresh LALR parser; ``strict=True`` rejects grammar conflicts and terminal collisions."""
-    return Lark(
-        grammar_text(),
-        parser="lalr",
-        lexer="contextual",
-        propagate_positions=True,
-        maybe_placeholders=True,
-        strict=strict,
-    )
+    """A fresh LALR parser; ``strict=True`` rejects grammar conflicts and terminal collisions.
+
+    Without ``strict``, lark still runs its terminal-collision analysis whenever ``interegular``
+    is importable (~1 s per process start). That check belongs to the test suite, which builds
+    the grammar with ``strict=True``; every other build skips it.
+    """
+    saved = getattr(lark_lexer, "has_interegular", False)
+    if not strict:
+        lark_lexer.has_interegular = False
+    try:
+        return Lark(
+            grammar_text(),
+            parser="lalr",
+            lexer="contextual",
+            propagate_positions=True,
+            maybe_placeholders=True,
+            strict=strict,
+        )
+    finally:
+        lark_lexer.has_interegular = saved
 
 
 def parse(text: str, path: str, reporter: Reporter) -> ast.File | None:
