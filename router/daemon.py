@@ -23,6 +23,7 @@ from dsrouter.dispatch import Dispatcher
 from dsrouter.ds import parse_batch
 from dsrouter.dsl import Config, compile_routes
 from dsrouter.errors import StartupError
+from dsrouter.metrics import MetricsServer
 from dsrouter.plugin import Plugins
 
 STATS_INTERVAL = 60.0
@@ -45,6 +46,7 @@ class Daemon:
         self.listeners: list[tuple[Any, Any]] = []
         self.outputs: dict[str, Output] = {}
         self.dispatcher: Dispatcher | None = None
+        self.metrics: MetricsServer | None = None
 
     # -- start-up -----------------------------------------------------------------------
     def _prepare_dirs(self) -> None:
@@ -78,6 +80,12 @@ class Daemon:
             listener = kind.factory(block.name, block.options, self._sink_for(block.name))
             await listener.start()
             self.listeners.append((block, listener))
+
+    async def _start_metrics(self) -> None:
+        address = self.config.settings.get("metrics")
+        if address:
+            self.metrics = MetricsServer(address[0], address[1], self.stats)
+            await self.metrics.start()
 
     def _sink_for(self, name: str):
         pending = self.pending
@@ -135,6 +143,7 @@ class Daemon:
         tune_runtime()
         try:
             await self._start_listeners()
+            await self._start_metrics()
             self._banner()
             await self._serve(stop)
         finally:
@@ -154,6 +163,8 @@ class Daemon:
                 self.log.info("stats_reported", **self.stats())
 
     def _shutdown(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
         for _, listener in self.listeners:
             listener.close()
         self.flush()
@@ -177,6 +188,9 @@ class Daemon:
             out.append(f"  input  {block.name}  {block.type}  {host}:{port}")
         for name, output in self.outputs.items():
             out.append(f"  output {name}  {output.describe()}")
+        if self.metrics is not None:
+            host, port = self.metrics.address
+            out.append(f"  metrics http://{host}:{port}/metrics  http://{host}:{port}/healthz")
         out.append(f"  data   {self.data_dir}")
         out.append("Stop with Ctrl+C (SIGINT) or SIGTERM.")
         print("\n".join(out), flush=True)

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 BANNER = re.compile(r"^\s+input\s+(\S+)\s+(\S+)\s+(\S+):(\d+)$")
+METRICS = re.compile(r"^\s+metrics\s+http://([^/]+)/metrics")
 
 
 class Daemon:
@@ -27,6 +28,7 @@ class Daemon:
             env=env,
         )
         self.ports: dict[str, int] = {}
+        self.metrics: str | None = None
         self.banner: list[str] = []
         self._read_banner()
 
@@ -40,6 +42,9 @@ class Daemon:
             m = BANNER.match(line.rstrip("\n"))
             if m:
                 self.ports[m.group(1)] = int(m.group(4))
+            m = METRICS.match(line)
+            if m:
+                self.metrics = m.group(1)
             if line.startswith("Stop with"):
                 return
         raise AssertionError("no start-up banner")

@@ -6,6 +6,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import orjson
 import pytest
@@ -231,3 +233,32 @@ def test_send_to_nothing_says_so(tmp_path):
             timeout=30,
         )
     assert proc.returncode == 1 and "cannot send" in proc.stderr
+
+
+def test_metrics_and_healthz_endpoints(start_daemon, tmp_path):
+    d = start_daemon(
+        CONFIG.replace(
+            'settings { data_dir = "./data" }',
+            'settings { data_dir = "./data", metrics = "127.0.0.1:0" }',
+        )
+    )
+    assert d.metrics
+    _tcp(d.ports["tcp_in"], (IPS + "\n" + FIREWALL + "\n").encode())
+    wait_for_lines("noise.jsonl", 1, tmp_path / "data")
+
+    def get(path):
+        with urllib.request.urlopen(f"http://{d.metrics}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+
+    assert get("/healthz") == (200, "ok\n")
+    status, body = get("/metrics")
+    assert status == 200
+    assert "dsrouter_events_total 2" in body
+    assert 'dsrouter_route_events_total{route="netbios_noise"} 1' in body
+    assert 'dsrouter_output_delivered_total{output="archive"} 1' in body
+    assert 'dsrouter_input_messages_total{input="tcp_in"} 2' in body
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        get("/nope")
+    assert exc.value.code == 404
+    exc.value.close()
+    assert d.stop()[0] == 0
