@@ -40,13 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-json", action="store_true", help="JSON log lines even on a terminal")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    cfg = {"metavar": "FILE", "help": "configuration file (default: the embedded default config)"}
+    cfg_help = "configuration file (default: the embedded default config)"
 
     run = sub.add_parser("run", help="run the daemon", description="Run the router until stopped.")
-    run.add_argument("-c", "--config", **cfg)
+    run.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
 
     check = sub.add_parser("check", help="validate a configuration and its rules")
-    check.add_argument("-c", "--config", **cfg)
+    check.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
     check.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
     dry = sub.add_parser(
@@ -55,12 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read syslog lines (one message per line, an RFC 6587 octet count allowed) "
         "from FILEs or stdin ('-') and show the routes and outputs each would take.",
     )
-    dry.add_argument("-c", "--config", **cfg)
+    dry.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
     dry.add_argument("files", nargs="*", metavar="FILE", help="input files; '-' or none for stdin")
     dry.add_argument("--json", action="store_true", help="one JSON object per message")
+    dry.add_argument(
+        "--explain",
+        action="store_true",
+        help="show every route's verdict and why (with --json: an 'explain' key)",
+    )
+    dry.add_argument(
+        "--coverage",
+        action="store_true",
+        help="count the events each route claimed and list the routes that never matched",
+    )
 
     test = sub.add_parser("test", help="run the configuration's test blocks")
-    test.add_argument("-c", "--config", **cfg)
+    test.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
+    test.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
 
     sub.add_parser(
         "plugins", help="list installed plugins with their input/output types and options"

@@ -111,6 +111,7 @@ class Daemon:
         for name, peer, messages in batch:
             events.extend(parse_batch(messages, name, peer, received_at))
         self.unparsed += sum(1 for ev in events if "parse_error" in ev)
+        assert self.dispatcher is not None, "flush before start-up"
         try:
             self.dispatcher.process(events)
         except Exception as exc:  # a bug must not lose the batch: keep it for replay
@@ -151,6 +152,7 @@ class Daemon:
 
     async def _serve(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        assert self.dispatcher is not None
         next_stats = loop.time() + STATS_INTERVAL
         while not stop.is_set():
             try:

@@ -61,7 +61,9 @@ class MetricsServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        return self.server.sockets[0].getsockname()[:2]
+        assert self.server is not None, "start() first"
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return host, port
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
