@@ -22,6 +22,7 @@ from dsrouter.options import Duration, Option, Size
 __all__ = [
     "Duration",
     "Event",
+    "Function",
     "InputType",
     "Option",
     "Output",
@@ -103,5 +104,27 @@ class InputType:
     name: str
     factory: Callable[..., Any]
     options: tuple[Option, ...] = ()
+    help: str = ""
+    plugin: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function usable in routing expressions, e.g. ``when geo(src) == "JP"``.
+
+    ``impl`` is called with one Python value per parameter and returns the result. ``params``
+    and ``returns`` are type names checked by ``dsrouter check``: ``"string"``, ``"int"``,
+    ``"float"``, ``"number"`` (int or float), ``"bool"``, ``"ip"`` or ``"any"``. A null
+    (missing) argument makes the result null without calling ``impl``; an exception raised by
+    ``impl`` also yields null (the event keeps flowing). A ``pure`` function (same arguments,
+    same result, no side effects) called with constant arguments is evaluated once when the
+    rules are compiled. Register it through ``dsrouter_register_functions``.
+    """
+
+    name: str
+    impl: Callable[..., Any]
+    params: tuple[str, ...] = ()
+    returns: str = "any"
+    pure: bool = True
     help: str = ""
     plugin: str = field(default="", compare=False)

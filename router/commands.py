@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,60 +52,97 @@ def _read_inputs(files: list[str]) -> Iterator[tuple[str | None, int, bytes]]:
                 yield label, n, line
 
 
+BATCH = 1024  # lines parsed and routed at a time; the progress bar advances per batch
+
+
 def dry_run(args) -> int:
-    """Route captured lines without delivering; JSON lines or a readable listing."""
-    from dsrouter.ds import parse_batch
+    """Route captured lines without delivering; JSON lines or a readable listing.
+
+    ``--explain`` adds each route's verdict and why; ``--coverage`` lists how many events each
+    route claimed and the routes that never matched. A summary table closes the human output
+    (with ``--json`` it goes to stderr, and only with ``--coverage``: stdout stays JSON lines).
+    """
     from dsrouter.dsl import compile_routes
+    from dsrouter.report import Tally, progress_for
 
     config, _, _ = load(args)
-    decide = compile_routes(config).decide
+    table = compile_routes(config)
     items = list(_read_inputs(args.files))
-    received_at = datetime.now(UTC).isoformat(timespec="microseconds")
-    events = parse_batch([m for _, _, m in items], "dry-run", "", received_at)
-    totals: Counter = Counter()
+    tally = Tally(table.route_names)
+    progress = progress_for(len(items), sys.stderr)
+    emit = _json_line if args.json else _human_line
+    route = table.explain if args.explain else table.decide
     out = sys.stdout.buffer
-    for (label, n, _), ev in zip(items, events, strict=True):
-        d = decide(ev)
-        totals.update(d.routes)
-        totals.update("output:" + o for o in d.outputs)
-        totals["dropped"] += d.dropped
-        if args.json:
-            rec = {
-                "line": n,
-                "event": ev,
-                "routes": list(d.routes),
-                "outputs": list(d.outputs),
-                "dropped": d.dropped,
-            }
-            if label is not None:
-                rec = {"file": label, **rec}
-            out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
-        else:
-            out.write(_describe(label, n, ev, d).encode())
-    if not args.json:
-        out.write(_summary(len(events), totals).encode())
-    out.flush()
+    received_at = datetime.now(UTC).isoformat(timespec="microseconds")
+    for start in range(0, len(items), BATCH):
+        chunk = items[start : start + BATCH]
+        _route_batch(chunk, received_at, route, emit, tally, out, args.explain)
+        if progress is not None:
+            progress.update(len(chunk))
+    if progress is not None:
+        progress.close()
+    _finish(args, tally, table.counters(), [b.name for b in config.outputs], out)
     return EXIT_OK
 
 
-def _describe(label, n, ev, d) -> str:
+def _route_batch(chunk, received_at, route, emit, tally, out, explain: bool) -> None:
+    from dsrouter.ds import parse_batch
+
+    events = parse_batch([m for _, _, m in chunk], "dry-run", "", received_at)
+    add = tally.add
+    for (label, n, _), ev in zip(chunk, events, strict=True):
+        result = route(ev)
+        decision = result.decision if explain else result
+        add(decision)
+        out.write(emit(label, n, ev, decision, result if explain else None))
+
+
+def _finish(args, tally, counters: dict, output_names: list[str], out) -> None:
+    """The closing summary (and coverage): stdout for humans, stderr beside ``--json``."""
+    text = tally.summary(counters, output_names)
+    if args.coverage:
+        text += tally.coverage()
+    if not args.json:
+        out.write(text.encode())
+        out.flush()
+        return
+    out.flush()
+    if args.coverage:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
+def _json_line(label, n, ev, d, explanation) -> bytes:
+    """The ``dry-run --json`` record; contract keys first, ``explain`` appended when asked."""
+    from dsrouter.report import explain_json
+
+    rec = {
+        "line": n,
+        "event": ev,
+        "routes": list(d.routes),
+        "outputs": list(d.outputs),
+        "dropped": d.dropped,
+    }
+    if label is not None:
+        rec = {"file": label, **rec}
+    if explanation is not None:
+        rec["explain"] = explain_json(explanation)
+    return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE, default=str)
+
+
+def _human_line(label, n, ev, d, explanation) -> bytes:
+    from dsrouter.report import render_explain
+
     where = f"{label}:{n}" if label else f"line {n}"
     what = (
         f"{ev.get('module')} sev={ev.get('severity')} host={ev.get('host')} name={ev.get('name')!r}"
     )
     if ev.get("parse_error"):
         what += f" parse_error={ev['parse_error']!r}"
+    if explanation is not None:
+        return f"{where}: {what}\n{render_explain(explanation)}".encode()
     verdict = "DROPPED" if d.dropped else "outputs: " + (", ".join(d.outputs) or "(none)")
-    return f"{where}: {what}\n    routes: {', '.join(d.routes) or '(none)'}  {verdict}\n"
-
-
-def _summary(count: int, totals: Counter) -> str:
-    lines = [f"\n{count} event(s); {totals['dropped']} dropped"]
-    for key, n in sorted(totals.items()):
-        if key != "dropped":
-            kind, _, name = key.rpartition(":")
-            lines.append(f"  {'output' if kind else 'route '} {name:<30} {n}")
-    return "\n".join(lines) + "\n"
+    return f"{where}: {what}\n    routes: {', '.join(d.routes) or '(none)'}  {verdict}\n".encode()
 
 
 def list_plugins(args) -> int:
@@ -153,8 +189,12 @@ def send(args) -> int:
 
 
 def run_tests(args) -> int:
-    """Run the configuration's test blocks (see dsrouter.ruletest)."""
+    """Run the configuration's test blocks (see dsrouter.ruletest); ``--junit FILE`` too."""
     from dsrouter.ruletest import run
 
-    config, _, _ = load(args)
-    return run(config)
+    config, _, source = load(args)
+    try:
+        return run(config, sys.stdout, junit=args.junit, name=source)
+    except OSError as exc:
+        print(f"dsrouter test: cannot write {args.junit}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INVALID

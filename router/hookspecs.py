@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pluggy
 
-from dsrouter.api import InputType, OutputType
+from dsrouter.api import Function, InputType, OutputType
 
 hookspec = pluggy.HookspecMarker("dsrouter")
 
@@ -31,4 +31,15 @@ def dsrouter_register_inputs(register: Callable[[InputType], None]) -> None:
 
     Called once when the plugin manager loads. Call ``register(InputType(...))`` once per type;
     duplicates are rejected as for outputs. Return nothing.
+    """
+
+
+@hookspec
+def dsrouter_register_functions(register: Callable[[Function], None]) -> None:
+    """Register functions for routing expressions.
+
+    Called once when the plugin manager loads. Call ``register(Function(...))`` once per
+    function. A name already registered by another plugin, or the name of a built-in function
+    (``lower``, ``upper``, ``len``, ``int``, ``str``, ``exists``, ``env``, ``file``), is
+    rejected with a PluginError. Return nothing.
     """

@@ -11,8 +11,11 @@ from collections.abc import Iterable
 import pluggy
 
 from dsrouter import hookspecs
-from dsrouter.api import InputType, OutputType
+from dsrouter.api import Function, InputType, OutputType
 from dsrouter.errors import PluginError
+
+#: Names a plugin function may not take: the DSL's built-in and value functions.
+RESERVED_FUNCTIONS = frozenset({"lower", "upper", "len", "int", "str", "exists", "env", "file"})
 
 BUILTIN_PLUGINS = ("dsrouter.plugins.inputs", "dsrouter.plugins.file", "dsrouter.plugins.stdout")
 
@@ -32,6 +35,7 @@ class Plugins:
         self.pm.check_pending()
         self.outputs: dict[str, OutputType] = {}
         self.inputs: dict[str, InputType] = {}
+        self.functions: dict[str, Function] = {}
         self._collect()
 
     def _collect(self) -> None:
@@ -39,25 +43,39 @@ class Plugins:
             impl.function(register=self._registrar(self.outputs, impl.plugin_name, "output"))
         for impl in self.pm.hook.dsrouter_register_inputs.get_hookimpls():
             impl.function(register=self._registrar(self.inputs, impl.plugin_name, "input"))
+        for impl in self.pm.hook.dsrouter_register_functions.get_hookimpls():
+            reg = self._registrar(self.functions, impl.plugin_name, "function")
+            impl.function(register=reg)
 
     @staticmethod
     def _registrar(table: dict, plugin_name: str, what: str):
-        def register(kind: OutputType | InputType) -> None:
+        label = what if what == "function" else f"{what} type"
+
+        def register(kind: OutputType | InputType | Function) -> None:
+            if what == "function" and kind.name in RESERVED_FUNCTIONS:
+                raise PluginError(
+                    f"function '{kind.name}' from plugin '{plugin_name}' clashes with a "
+                    "built-in function"
+                )
             existing = table.get(kind.name)
             if existing is not None:
                 raise PluginError(
-                    f"{what} type '{kind.name}' from plugin '{plugin_name}' is already "
+                    f"{label} '{kind.name}' from plugin '{plugin_name}' is already "
                     f"registered by plugin '{existing.plugin}'"
                 )
             table[kind.name] = _with_plugin(kind, plugin_name)
 
         return register
 
-    def option_specs(self) -> dict[str, dict[str, tuple]]:
-        """``{"input": {type: options}, "output": {type: options}}`` for the config checker."""
+    def option_specs(self) -> dict[str, dict]:
+        """What the config checker needs from plugins.
+
+        ``{"input": {type: options}, "output": {type: options}, "functions": {name: Function}}``.
+        """
         return {
             "input": {name: t.options for name, t in self.inputs.items()},
             "output": {name: t.options for name, t in self.outputs.items()},
+            "functions": dict(self.functions),
         }
 
 

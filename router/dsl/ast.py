@@ -42,6 +42,22 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Resolved:
+    """A constant computed while checking, never produced by the parser.
+
+    ``value``: the Python value; ``source``: the :class:`Call` it replaces (``env("X")``,
+    ``file("p")``, a folded pure function call); ``secret``: True for ``env()``/``file()``
+    results, which ``explain`` and diagnostics show as ``source``, never as ``value``;
+    ``span``: the span of ``source``.
+    """
+
+    value: Any
+    source: Call
+    secret: bool
+    span: Span
+
+
+@dataclass(frozen=True)
 class Field:
     """A field reference: ``severity``, ``syslog.hostname`` (path of two) or ``ext["k"]``."""
 
@@ -85,12 +101,18 @@ class Member:
 
 @dataclass(frozen=True)
 class Matches:
-    """``left matches /pattern/flags`` or ``left matches "pattern"``."""
+    """``left matches /pattern/flags`` or ``left matches "pattern"``.
+
+    ``pattern`` is the regex text (escapes of a "string" already decoded), ``flags`` the
+    letters after the closing ``/`` ("" for a string), ``pattern_span`` where the regex
+    literal itself is written (None when built by hand).
+    """
 
     left: Node
     pattern: str
     flags: str
     span: Span
+    pattern_span: Span | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +147,7 @@ Node = (
     Literal
     | ListValue
     | Call
+    | Resolved
     | Field
     | Subscript
     | Compare
@@ -204,6 +227,8 @@ class Drop:
 
 @dataclass(frozen=True)
 class Throttle:
+    """``throttle COUNT per WINDOW [by FIELD, ...]``: ``window`` in seconds (a Duration)."""
+
     count: int
     window: float
     by: tuple[Field | Subscript, ...]
@@ -212,6 +237,8 @@ class Throttle:
 
 @dataclass(frozen=True)
 class SetField:
+    """``set FIELD = EXPR``: ``expr`` is a value expression (field, constant or call)."""
+
     field: Field | Subscript
     expr: Node
     span: Span

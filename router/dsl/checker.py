@@ -12,15 +12,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dsrouter.ds.catalog import FIELDS
 from dsrouter.dsl import ast
 from dsrouter.dsl.config import Block, Config, Route
 from dsrouter.dsl.diagnostics import Reporter, at, did_you_mean
-from dsrouter.dsl.exprcheck import check_condition
+from dsrouter.dsl.exprcheck import BAD, ExprChecker
+from dsrouter.dsl.functions import accepts, describe, function_table
 from dsrouter.dsl.testblocks import check_tests
 from dsrouter.dsl.values import INVALID, ValueContext, resolve, uses_call
 from dsrouter.options import Option
 
 UNMATCHED = "_unmatched"
+
+#: Fields ``set`` may not change: they describe the message as received and how it parsed.
+PROTECTED_FIELDS = frozenset(
+    {"module", "format", "raw", "received_at", "peer", "input", "parse_error", "syslog"}
+)
 
 SETTINGS: dict[str, Option] = {
     "data_dir": Option("data_dir", "string", "dsrouter-data", "queues, dead letters, state"),
@@ -40,13 +47,20 @@ def check(
     inputs = _blocks("input", items, option_specs.get("input", {}), ctx)
     outputs = _blocks("output", items, option_specs.get("output", {}), ctx)
     output_names = {b.name for b in outputs}
-    routes = [_route(r, output_names, rep) for r in items if isinstance(r, ast.RouteDecl)]
+    functions = function_table(option_specs.get("functions", {}))
+    exprs = ExprChecker(ctx, {n: f.type for n, f in FIELDS.items()}, functions)
+    decls = [r for r in items if isinstance(r, ast.RouteDecl)]
+    routes = [_route(r, output_names, exprs) for r in decls]
     _unique("route", [r.name for r in items if isinstance(r, ast.RouteDecl)], rep)
     unmatched = next((r for r in routes if r.name == UNMATCHED), None)
     ordered = [r for r in routes if r.name != UNMATCHED]
     _accounting(ordered, unmatched, items, rep)
-    decls = [t for t in items if isinstance(t, ast.TestDecl)]
-    tests = check_tests(decls, [r.name for r in routes], output_names, ctx)
+    tests = check_tests(
+        [t for t in items if isinstance(t, ast.TestDecl)],
+        [r.name for r in routes],
+        output_names,
+        ctx,
+    )
     return Config(
         settings=settings,
         inputs=inputs,
@@ -57,6 +71,7 @@ def check(
         files=files,
         base_dir=ctx.base_dir,
         unmatched=unmatched,
+        functions=functions,
     )
 
 
@@ -201,26 +216,29 @@ def _unique(kind: str, names: Sequence[ast.Name], rep: Reporter) -> None:
 # ---- routes -----------------------------------------------------------------------------
 
 
-def _route(decl: ast.RouteDecl, output_names: set[str], rep: Reporter) -> Route:
+def _route(decl: ast.RouteDecl, output_names: set[str], exprs: ExprChecker) -> Route:
+    rep = exprs.rep
     first: dict[type, ast.Action] = {}
     for action in decl.actions:
         word = ast.ACTION_WORDS[type(action)]
-        if type(action) in first:
+        if type(action) in first and not isinstance(action, ast.SetField):
             help = f"first '{word}' is at {at(first[type(action)].span)}"
-            rep.error(
-                "E303", f"'{word}' appears twice in route '{decl.name.text}'", action.span, help
-            )
+            msg = f"'{word}' appears twice in route '{decl.name.text}'"
+            rep.error("E303", msg, action.span, help)
             continue
-        first[type(action)] = action
-        if isinstance(action, ast.Throttle | ast.SetField):
-            rep.error("E290", f"'{word}' is not supported yet", action.span)
+        first.setdefault(type(action), action)
     when, to = first.get(ast.When), first.get(ast.To)
     drop, cont = first.get(ast.Drop), first.get(ast.Continue)
-    if when is not None:
-        check_condition(when.expr, rep)
+    throttle = first.get(ast.Throttle)
+    condition = None if when is None else exprs.condition(when.expr)
+    if throttle is not None:
+        _throttle(throttle, exprs)
+    sets = tuple(_set(a, exprs) for a in decl.actions if isinstance(a, ast.SetField))
     outputs = _targets(to, output_names, rep) if to is not None else ()
     _route_shape(decl, when, to, drop, cont, rep)
-    condition = None if when is None else when.expr
+    if throttle is not None and decl.name.text == UNMATCHED:
+        help = f"'{UNMATCHED}' receives exactly the events no route claimed"
+        rep.error("E305", f"route '{UNMATCHED}' cannot use 'throttle'", throttle.span, help)
     return Route(
         decl.name.text,
         condition,
@@ -229,7 +247,42 @@ def _route(decl: ast.RouteDecl, output_names: set[str], rep: Reporter) -> Route:
         drop is not None,
         decl.span,
         decl.name.span,
+        throttle,
+        sets,
     )
+
+
+def _throttle(action: ast.Throttle, exprs: ExprChecker) -> None:
+    if action.count < 1 or action.window <= 0:
+        help = "write e.g. throttle 10 per 1m: at least 1 event per window longer than 0"
+        exprs.rep.error("E236", "throttle needs a count and a window above zero", action.span, help)
+    for field in action.by:
+        exprs.value(field)
+
+
+def _set(action: ast.SetField, exprs: ExprChecker) -> ast.SetField:
+    """Check ``set FIELD = EXPR``; a new name becomes known to later expressions."""
+    expr, typ = exprs.scalar(action.expr)
+    target = action.field
+    if isinstance(target, ast.Subscript):
+        exprs.value(target)
+        return ast.SetField(target, expr, action.span)
+    name = target.dotted
+    if target.ext:
+        return ast.SetField(target, expr, action.span)
+    if name in PROTECTED_FIELDS or (name.startswith("syslog.") and name in FIELDS):
+        help = "it describes the message as received; set a new field instead"
+        exprs.rep.error("E235", f"'set' cannot change the field '{name}'", target.span, help)
+    elif len(target.path) > 2 or (len(target.path) == 2 and target.path[0] != "syslog"):
+        help = 'set a top-level field, syslog.NAME, or ext["key"]'
+        exprs.rep.error("E235", f"'set' cannot create the nested field '{name}'", target.span, help)
+    known = exprs.fields.get(name)
+    if known is not None and BAD not in (typ,) and not accepts(known, typ):
+        msg = f"field '{name}' holds {describe(known)}, but the value is {describe(typ)}"
+        exprs.rep.error("E231", msg, action.expr.span)
+    if known is None:
+        exprs.fields[name] = "any" if typ == BAD else typ
+    return ast.SetField(target, expr, action.span)
 
 
 def _targets(to: ast.To, output_names: set[str], rep: Reporter) -> tuple[str, ...]:

@@ -1,21 +1,25 @@
-"""Checked routes → plain Python closures and a :class:`RouteTable` (no eval, no exec).
+"""Checked expressions → plain Python closures (no eval, no exec).
 
-Field access, constants and the comparison kind are bound once, at compile time. Semantics:
-a missing field (or ``None``) is null; every comparison or membership test with null is false
-except ``!=`` and ``not in``; numbers compare numerically, strings exactly, and a string never
-equals a number. ``true``/``false`` only equal booleans. IP literals match both ``ipaddress``
-objects and strings holding the same address.
+Field access, constants, regexes, networks and functions are bound once, at compile time.
+Semantics: a missing field (or ``None``) is null; every comparison, membership or string test
+with null is false except ``!=`` and ``not in``; numbers compare numerically (durations are
+seconds, sizes bytes), strings exactly, and a string never equals a number. ``true``/``false``
+only equal booleans. IP literals and CIDR ranges match event strings holding an address (parsed
+through a small bounded cache); a value that is not an address is null-like for IP tests.
+Functions return null for a null argument; a plugin function that raises also yields null.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import operator
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from dsrouter.api import Function
 from dsrouter.dsl import ast
-from dsrouter.dsl.config import Config, Route
+from dsrouter.dsl.exprcheck import compile_regex
+from dsrouter.dsl.functions import BUILTINS
 
 Predicate = Callable[[dict], bool]
 Getter = Callable[[dict], Any]
@@ -31,17 +35,10 @@ _OPS = {
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _NUMS = frozenset({int, float})
 _IPS = (ipaddress.IPv4Address, ipaddress.IPv6Address)
-
-
-class Decision(NamedTuple):
-    """What happens to one event: routes whose actions ran, outputs in order, dropped."""
-
-    routes: tuple[str, ...]
-    outputs: tuple[str, ...]
-    dropped: bool
-
-
-NO_ROUTE = Decision((), (), False)
+_NETS = (ipaddress.IPv4Network, ipaddress.IPv6Network)
+_IP_CACHE: dict[str, Any] = {}
+_IP_CACHE_MAX = 4096
+_MISS = object()
 
 
 # ---- values -----------------------------------------------------------------------------
@@ -78,6 +75,8 @@ def kind(value: Any) -> Any:
 
 def generic_compare(op: str, a: Any, b: Any) -> bool:
     """The reference semantics of ``a OP b`` for any two values (null = None)."""
+    if isinstance(a, _IPS) or isinstance(b, _IPS):
+        a, b = as_ip(a), as_ip(b)
     if a is None or b is None or kind(a) is not kind(b):
         return op == "!="
     if op not in ("==", "!=") and kind(a) not in (float, str):
@@ -85,54 +84,185 @@ def generic_compare(op: str, a: Any, b: Any) -> bool:
     return _OPS[op](a, b)
 
 
-def _as_ip(value: Any) -> Any:
-    if isinstance(value, _IPS):
-        return value
+def as_ip(value: Any) -> Any:
+    """An ``ipaddress`` address for an address or a string holding one; else None."""
     if value.__class__ is str:
-        try:
-            return ipaddress.ip_address(value)
-        except ValueError:
-            return None
-    return None
+        ip = _IP_CACHE.get(value, _MISS)
+        if ip is _MISS:
+            try:
+                ip = ipaddress.ip_address(value) if len(value) <= 64 else None
+            except ValueError:
+                ip = None
+            if len(_IP_CACHE) >= _IP_CACHE_MAX:
+                _IP_CACHE.clear()
+            _IP_CACHE[value] = ip
+        return ip
+    return value if isinstance(value, _IPS) else None
 
 
-# ---- expressions ------------------------------------------------------------------------
+class ExprCompiler:
+    """Compiles expressions; remembers each node's closure so ``explain`` reuses them."""
 
+    def __init__(self, functions: Mapping[str, Function] | None = None) -> None:
+        self.functions = {**(functions or {}), **BUILTINS}
+        self.closures: dict[int, Callable] = {}
+        self._keep: list[ast.Node] = []  # ids stay valid while the nodes live
 
-def compile_expr(node: ast.Node) -> Predicate:
-    """A closure ``event -> bool`` for a checked condition."""
-    if isinstance(node, ast.BoolOp):
-        left, right = compile_expr(node.left), compile_expr(node.right)
-        if node.op == "and":
-            return lambda e: left(e) and right(e)
-        return lambda e: left(e) or right(e)
-    if isinstance(node, ast.Not):
-        inner = compile_expr(node.operand)
-        return lambda e: not inner(e)
-    if isinstance(node, ast.Compare):
-        return _compare(node.op, node.left, node.right)
-    if isinstance(node, ast.Member):
-        test = _member(node.left, node.right)
-        return (lambda e: not test(e)) if node.negated else test
-    raise TypeError(f"cannot compile {type(node).__name__}: the checker should have refused it")
+    def constant(self, node: ast.Node) -> tuple[bool, Any]:
+        """``(True, value)`` when ``node`` has the same value for every event."""
+        if isinstance(node, ast.Literal | ast.Resolved):
+            return True, node.value
+        if isinstance(node, ast.ListValue):
+            consts = [self.constant(i) for i in node.items]
+            return all(c for c, _ in consts), [v for _, v in consts]
+        if isinstance(node, ast.Call) and node.name in self.functions:
+            func = self.functions[node.name]
+            consts = [self.constant(a) for a in node.args]
+            if func.pure and all(c for c, _ in consts):
+                args = [v for _, v in consts]
+                if any(a is None for a in args):
+                    return True, None
+                try:
+                    return True, func.impl(*args)
+                except Exception:
+                    return False, None
+        return False, None
 
+    def value(self, node: ast.Node) -> Getter:
+        """A closure ``event -> value`` for a value expression."""
+        fn = self.closures.get(id(node))
+        if fn is None:
+            fn = self._value(node)
+            self.closures[id(node)] = fn
+            self._keep.append(node)
+        return fn
 
-def _compare(op: str, left: ast.Node, right: ast.Node) -> Predicate:
-    if isinstance(left, ast.Literal) and isinstance(right, ast.Literal):
-        result = generic_compare(op, left.value, right.value)
-        return lambda e: result
-    if isinstance(left, ast.Literal):
-        op, left, right = _FLIP[op], right, left
-    get = getter(left)
-    if isinstance(right, ast.Field):
-        other, fn = getter(right), generic_compare
-        return lambda e: fn(op, get(e), other(e))
-    return _compare_const(op, get, right.value)
+    def _value(self, node: ast.Node) -> Getter:
+        is_const, const = self.constant(node)
+        if is_const:
+            return lambda e: const
+        if isinstance(node, ast.Field):
+            return getter(node)
+        if isinstance(node, ast.Call) and node.name == "exists":
+            return self.predicate(node)
+        if isinstance(node, ast.Call):
+            return self._call(self.functions[node.name], [self.value(a) for a in node.args])
+        raise TypeError(f"cannot compile {type(node).__name__} as a value")
+
+    @staticmethod
+    def _call(func: Function, args: list[Getter]) -> Getter:
+        impl = func.impl
+        if len(args) == 1:
+            (arg,) = args
+
+            def call1(event: dict) -> Any:
+                v = arg(event)
+                if v is None:
+                    return None
+                try:
+                    return impl(v)
+                except Exception:
+                    return None
+
+            return call1
+
+        def call(event: dict) -> Any:
+            vals = [a(event) for a in args]
+            if None in vals:
+                return None
+            try:
+                return impl(*vals)
+            except Exception:
+                return None
+
+        return call
+
+    # ---- conditions ----
+
+    def predicate(self, node: ast.Node) -> Predicate:
+        """A closure ``event -> bool`` for a checked condition."""
+        fn = self.closures.get(id(node))
+        if fn is None:
+            fn = self._predicate(node)
+            self.closures[id(node)] = fn
+            self._keep.append(node)
+        return fn
+
+    def _predicate(self, node: ast.Node) -> Predicate:
+        if isinstance(node, ast.BoolOp):
+            left, right = self.predicate(node.left), self.predicate(node.right)
+            if node.op == "and":
+                return lambda e: left(e) and right(e)
+            return lambda e: left(e) or right(e)
+        if isinstance(node, ast.Not):
+            inner = self.predicate(node.operand)
+            return lambda e: not inner(e)
+        if isinstance(node, ast.Compare):
+            return self._compare(node.op, node.left, node.right)
+        if isinstance(node, ast.Member):
+            test = self._member(node.left, node.right)
+            return (lambda e: not test(e)) if node.negated else test
+        if isinstance(node, ast.Matches):
+            return self._matches(node)
+        if isinstance(node, ast.StringTest):
+            return self._strtest(node)
+        if isinstance(node, ast.Call) and node.name == "exists":
+            get = getter(node.args[0])
+            return lambda e: get(e) is not None
+        if isinstance(node, ast.Call):
+            call = self.value(node)
+            return lambda e: call(e) is True
+        raise TypeError(f"cannot compile {type(node).__name__}: the checker should refuse it")
+
+    def _compare(self, op: str, left: ast.Node, right: ast.Node) -> Predicate:
+        lc, lv = self.constant(left)
+        rc, rv = self.constant(right)
+        if lc and rc:
+            result = generic_compare(op, lv, rv)
+            return lambda e: result
+        if lc:
+            op, left, rv, rc = _FLIP[op], right, lv, True
+        get = self.value(left)
+        if rc:
+            return _compare_const(op, get, rv)
+        other = self.value(right)
+        return lambda e: generic_compare(op, get(e), other(e))
+
+    def _member(self, left: ast.Node, right: ast.Node) -> Predicate:
+        _, values = self.constant(right)
+        values = values if isinstance(values, list) else [values]
+        lc, lv = self.constant(left)
+        if lc:
+            result = member_test(lambda e: lv, values)({})
+            return lambda e: result
+        return member_test(self.value(left), values)
+
+    def _matches(self, node: ast.Matches) -> Predicate:
+        search = compile_regex(node.pattern, node.flags).search
+        get = self.value(node.left)
+        return lambda e: (v := get(e)).__class__ is str and search(v) is not None
+
+    def _strtest(self, node: ast.StringTest) -> Predicate:
+        get = self.value(node.left)
+        rc, rv = self.constant(node.right)
+        method = {"contains": str.__contains__, "startswith": str.startswith}.get(
+            node.op, str.endswith
+        )
+        if rc:
+            if rv.__class__ is not str:
+                return lambda e: False
+            return lambda e: (v := get(e)).__class__ is str and method(v, rv)
+        other = self.value(node.right)
+        return lambda e: (
+            (v := get(e)).__class__ is str and (w := other(e)).__class__ is str and method(v, w)
+        )
 
 
 def _compare_const(op: str, get: Getter, const: Any) -> Predicate:
     fn = _OPS[op]
     k = kind(const)
+    if const is None:
+        return lambda e: op == "!="
     if k is str and op in ("==", "!="):
         return (lambda e: get(e) == const) if op == "==" else (lambda e: get(e) != const)
     if k is str:
@@ -145,85 +275,44 @@ def _compare_const(op: str, get: Getter, const: Any) -> Predicate:
     if k is bool:
         return (lambda e: get(e) is const) if op == "==" else (lambda e: get(e) is not const)
     if isinstance(const, _IPS):
-        return (
-            (lambda e: _as_ip(get(e)) == const)
-            if op == "=="
-            else (lambda e: _as_ip(get(e)) != const)
-        )
+        if op == "==":
+            return lambda e: as_ip(get(e)) == const
+        return lambda e: as_ip(get(e)) != const
     return lambda e: generic_compare(op, get(e), const)
 
 
-def _member(left: ast.Node, right: ast.ListValue) -> Predicate:
-    values = [item.value for item in right.items]
-    if isinstance(left, ast.Literal):
-        result = any(generic_compare("==", left.value, v) for v in values)
-        return lambda e: result
-    get = getter(left)
+def member_test(get: Getter, values: list) -> Predicate:
+    """``get(e) in values`` where values may mix scalars, IP addresses and CIDR ranges."""
     table: dict[type, frozenset] = {}
     for cls, accept in ((str, str), (int, float), (float, float), (bool, bool)):
         table[cls] = frozenset(v for v in values if kind(v) is accept)
-    ips = frozenset(v for v in values if isinstance(v, _IPS))
     table = {cls: s for cls, s in table.items() if s}
-    if not ips:
-        lookup = table.get
+    ips = frozenset(v for v in values if isinstance(v, _IPS))
+    nets = {4: [], 6: []}
+    for v in values:
+        if isinstance(v, _NETS):
+            nets[v.version].append((int(v.network_address), int(v.netmask)))
+    lookup = table.get
+    if not ips and not nets[4] and not nets[6]:
         return lambda e: (s := lookup((v := get(e)).__class__)) is not None and v in s
+    by_version = {4: tuple(nets[4]), 6: tuple(nets[6])}
 
     def member_ip(event: dict) -> bool:
         v = get(event)
-        s = table.get(v.__class__)
+        s = lookup(v.__class__)
         if s is not None and v in s:
             return True
-        return _as_ip(v) in ips
+        ip = as_ip(v)
+        if ip is None:
+            return False
+        if ip in ips:
+            return True
+        n = int(ip)
+        return any(n & mask == net for net, mask in by_version[ip.version])
 
     return member_ip
 
 
-# ---- the route table --------------------------------------------------------------------
-
-
-class RouteTable:
-    """Routes compiled for the hot path; :meth:`decide` returns interned :class:`Decision`."""
-
-    def __init__(self, routes: list[Route], unmatched: Route | None) -> None:
-        ordered = [r for r in routes if r is not unmatched]
-        self.route_names: tuple[str, ...] = tuple(r.name for r in routes)
-        self._routes = ordered
-        self._steps = tuple(
-            (None if r.when is None else compile_expr(r.when), r.cont or False, i)
-            for i, r in enumerate(ordered)
-        )
-        self._single = tuple(self._combine((i,)) for i in range(len(ordered)))
-        self._cache: dict[tuple[int, ...], Decision] = {}
-        self._unmatched = NO_ROUTE
-        if unmatched is not None:
-            self._unmatched = Decision((unmatched.name,), unmatched.outputs, unmatched.drop)
-
-    def _combine(self, matched: tuple[int, ...]) -> Decision:
-        routes = [self._routes[i] for i in matched]
-        outputs = tuple(dict.fromkeys(o for r in routes for o in r.outputs))
-        return Decision(tuple(r.name for r in routes), outputs, routes[-1].drop)
-
-    def decide(self, event: dict) -> Decision:
-        """Where ``event`` goes: first match wins unless the route says ``continue``."""
-        matched: tuple[int, ...] = ()
-        for pred, cont, i in self._steps:
-            if pred is None or pred(event):
-                if not cont:
-                    if not matched:
-                        return self._single[i]
-                    return self._lookup((*matched, i))
-                matched += (i,)
-        if matched:
-            return self._lookup(matched)
-        return self._unmatched
-
-    def _lookup(self, matched: tuple[int, ...]) -> Decision:
-        decision = self._cache.get(matched)
-        if decision is None:
-            decision = self._cache[matched] = self._combine(matched)
-        return decision
-
-
-def compile_routes(config: Config) -> RouteTable:
-    """Compile a checked configuration's routes."""
-    return RouteTable(list(config.routes), config.unmatched)
+def compile_expr(node: ast.Node, functions: Mapping[str, Function] | None = None) -> Predicate:
+    """A closure ``event -> bool`` for a checked condition."""
+    return ExprCompiler(functions).predicate(node)

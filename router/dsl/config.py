@@ -22,7 +22,11 @@ class Block:
 
 @dataclass(frozen=True)
 class Route:
-    """A checked route. ``when`` is None for a route that matches every event."""
+    """A checked route. ``when`` is None for a route that matches every event.
+
+    ``when`` and the ``sets`` expressions have ``env()``/``file()`` already resolved
+    (:class:`~dsrouter.dsl.ast.Resolved`); ``throttle`` is the checked action, if any.
+    """
 
     name: str
     when: ast.Node | None
@@ -31,6 +35,8 @@ class Route:
     drop: bool
     span: Span
     name_span: Span | None = None
+    throttle: ast.Throttle | None = None
+    sets: tuple[ast.SetField, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Config:
     files: list[Path]
     base_dir: Path
     unmatched: Route | None = field(default=None)
+    functions: dict[str, Any] = field(default_factory=dict)  # name -> dsrouter.api.Function
 
     def output(self, name: str) -> Block | None:
         """The output block called ``name``, if any."""

@@ -317,10 +317,11 @@ class _ToAst(Transformer):
 
     def matches(self, meta, children):
         left, _, pat = children
+        where = _span(self.path, pat)
         if pat.type == "STRING":
-            return ast.Matches(left, self._string(pat), "", self._sp(meta))
+            return ast.Matches(left, self._string(pat), "", self._sp(meta), where)
         body, _, flags = pat[1:].rpartition("/")
-        return ast.Matches(left, body, flags, self._sp(meta))
+        return ast.Matches(left, body, flags, self._sp(meta), where)
 
     def strtest(self, meta, children):
         left, op, right = children

@@ -79,8 +79,7 @@ def test_precedence_not_and_or():
 def test_keywords_double_as_names_where_unambiguous():
     OUT = 'output input { type = "stdout" }\n'
     text = (
-        OUT
-        + 'route to { when input == "udp" and route == 1; to input }\nroute _unmatched { drop }\n'
+        OUT + 'route to { when input == "udp" and dpt == 1; to input }\nroute _unmatched { drop }\n'
     )
     config = load_config_text(text, option_specs=SPECS)
     assert config.routes[0].name == "to"

@@ -29,17 +29,17 @@ def test_include_glob_spliced_in_place_and_sorted(tmp_path):
         tmp_path,
         {
             "conf/main.conf": OUTPUTS
-            + 'route first { when x == 1; to pager }\ninclude "../rules/*.rules"\n'
+            + 'route first { when dpt == 1; to pager }\ninclude "../rules/*.rules"\n'
             + "route last { to archive }\n",
-            "rules/b.rules": "route b { when x == 3; to siem }\n",
-            "rules/a.rules": 'include "sub/extra.rules"\nroute a { when x == 2; to siem }\n',
-            "rules/sub/extra.rules": "route extra { when x == 4; to siem }\n",
+            "rules/b.rules": "route b { when dpt == 3; to siem }\n",
+            "rules/a.rules": 'include "sub/extra.rules"\nroute a { when dpt == 2; to siem }\n',
+            "rules/sub/extra.rules": "route extra { when dpt == 4; to siem }\n",
         },
     )
     config = load_config(tmp_path / "conf/main.conf", SPECS)
     assert [r.name for r in config.routes] == ["first", "extra", "a", "b", "last"]
     assert [p.name for p in config.files] == ["main.conf", "a.rules", "extra.rules", "b.rules"]
-    assert compile_routes(config).decide({"x": 4}).routes == ("extra",)
+    assert compile_routes(config).decide({"dpt": 4}).routes == ("extra",)
 
 
 def test_include_cycle_reports_both_locations(tmp_path):
@@ -73,7 +73,7 @@ def test_errors_in_included_files_point_at_them(tmp_path):
         tmp_path,
         {
             "main.conf": OUTPUTS + 'include "r/*.rules"\nroute all { to archive }\n',
-            "r/x.rules": "\n\nroute x { when y == 1; to archiv }\n",
+            "r/x.rules": "\n\nroute x { when dpt == 1; to archiv }\n",
         },
     )
     with pytest.raises(ConfigError) as info:
@@ -83,9 +83,9 @@ def test_errors_in_included_files_point_at_them(tmp_path):
         "E201",
         "x.rules",
         3,
-        27,
+        29,
     )
-    assert d.source_line == "route x { when y == 1; to archiv }"
+    assert d.source_line == "route x { when dpt == 1; to archiv }"
 
 
 def test_env_values(monkeypatch):

@@ -1,0 +1,232 @@
+"""The compiled route table: :meth:`RouteTable.decide` on the hot path, ``explain`` for people.
+
+For each route in file order: its condition; then its throttle (over the budget: the route does
+not match and evaluation goes on); then its ``set`` actions, in order; then the first match
+wins unless the route says ``continue``. Events no route claims go to ``_unmatched`` (whose
+``set`` actions run too). Decisions are interned: the same set of routes yields the same object.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from dsrouter.dsl import ast
+from dsrouter.dsl.compiler import ExprCompiler, getter
+from dsrouter.dsl.config import Config, Route
+from dsrouter.dsl.explain import Tracer
+from dsrouter.dsl.throttle import Clock, Throttle
+from dsrouter.errors import Span
+
+
+class Decision(NamedTuple):
+    """What happens to one event: routes whose actions ran, outputs in order, dropped."""
+
+    routes: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dropped: bool
+
+
+class RouteTrace(NamedTuple):
+    """How one route treated one event (see :meth:`RouteTable.explain`).
+
+    ``verdict``: "matched", "matched, continue", "no match", "throttled", "dropped" or
+    "not reached"; ``steps``: one line per deciding sub-expression; ``throttle``: the budget
+    line when the route has a throttle and its condition held.
+    """
+
+    name: str
+    span: Span
+    verdict: str
+    steps: list[str]
+    throttle: str | None
+
+
+class Explanation(NamedTuple):
+    """The decision plus a trace of every route, in evaluation order (``_unmatched`` last)."""
+
+    decision: Decision
+    routes: list[RouteTrace]
+
+
+NO_ROUTE = Decision((), (), False)
+Setter = Callable[[dict], None]
+
+
+class _Step(NamedTuple):
+    pred: Callable[[dict], bool] | None
+    cont: bool
+    index: int
+    gate: Throttle | None
+    setters: tuple[Setter, ...] | None
+    drop: bool
+
+
+class RouteTable:
+    """Routes compiled for the hot path."""
+
+    def __init__(self, config: Config, clock: Clock = time.monotonic) -> None:
+        unmatched = config.unmatched
+        ordered = [r for r in config.routes if r is not unmatched]
+        self.route_names: tuple[str, ...] = tuple(r.name for r in config.routes)
+        self._routes = ordered
+        self._compiler = ExprCompiler(config.functions)
+        self._steps = tuple(self._step(r, i, clock) for i, r in enumerate(ordered))
+        self._single = tuple(self._combine((i,)) for i in range(len(ordered)))
+        self._cache: dict[tuple[int, ...], Decision] = {}
+        self._dropped = [0] * (len(ordered) + 1)  # the last slot is _unmatched
+        self._unmatched_route = unmatched
+        self._unmatched = NO_ROUTE
+        self._unmatched_sets: tuple[Setter, ...] = ()
+        if unmatched is not None:
+            self._unmatched = Decision((unmatched.name,), unmatched.outputs, unmatched.drop)
+            self._unmatched_sets = tuple(self._setter(s) for s in unmatched.sets)
+
+    def _step(self, route: Route, i: int, clock: Clock) -> _Step:
+        pred = None if route.when is None else self._compiler.predicate(route.when)
+        gate = None
+        if route.throttle is not None:
+            t = route.throttle
+            by = [self._compiler.value(f) for f in t.by]
+            gate = Throttle(t.count, float(t.window), by, clock)
+        setters = tuple(self._setter(s) for s in route.sets) or None
+        return _Step(pred, route.cont, i, gate, setters, route.drop)
+
+    def _setter(self, action: ast.SetField) -> Setter:
+        value = self._compiler.value(action.expr)
+        return make_setter(action.field, value)
+
+    def _combine(self, matched: tuple[int, ...]) -> Decision:
+        routes = [self._routes[i] for i in matched]
+        outputs = tuple(dict.fromkeys(o for r in routes for o in r.outputs))
+        return Decision(tuple(r.name for r in routes), outputs, routes[-1].drop)
+
+    def decide(self, event: dict) -> Decision:
+        """Where ``event`` goes: first match wins unless the route says ``continue``."""
+        matched: tuple[int, ...] = ()
+        for pred, cont, i, gate, setters, drop in self._steps:
+            if pred is not None and not pred(event):
+                continue
+            if gate is not None and not gate.admit(event):
+                continue
+            if setters is not None:
+                for apply in setters:
+                    apply(event)
+            if not cont:
+                if drop:
+                    self._dropped[i] += 1
+                return self._single[i] if not matched else self._lookup((*matched, i))
+            matched += (i,)
+        return self._lookup(matched) if matched else self._no_route(event)
+
+    def _no_route(self, event: dict) -> Decision:
+        for apply in self._unmatched_sets:
+            apply(event)
+        if self._unmatched.dropped:
+            self._dropped[-1] += 1
+        return self._unmatched
+
+    def _lookup(self, matched: tuple[int, ...]) -> Decision:
+        decision = self._cache.get(matched)
+        if decision is None:
+            decision = self._cache[matched] = self._combine(matched)
+        return decision
+
+    def explain(self, event: dict) -> Explanation:
+        """Like :meth:`decide` (same effect on ``event`` and state), plus a trace per route."""
+        tracer = Tracer(self._compiler)
+        traces: list[RouteTrace] = []
+        matched: tuple[int, ...] = ()
+        final: int | None = None
+        for step, route in zip(self._steps, self._routes, strict=True):
+            if final is not None:
+                traces.append(RouteTrace(route.name, route.span, "not reached", [], None))
+                continue
+            verdict, steps, budget = self._trace_route(step, route, event, tracer)
+            traces.append(RouteTrace(route.name, route.span, verdict, steps, budget))
+            if verdict in ("matched", "dropped"):
+                final = step.index
+            elif verdict == "matched, continue":
+                matched += (step.index,)
+        if final is not None:
+            decision = self._lookup((*matched, final))
+        else:
+            decision = self._lookup(matched) if matched else self._no_route(event)
+        unmatched = self._unmatched_route
+        if unmatched is not None:
+            got = decision is self._unmatched
+            verdict = ("dropped" if unmatched.drop else "matched") if got else "not reached"
+            traces.append(RouteTrace(unmatched.name, unmatched.span, verdict, [], None))
+        return Explanation(decision, traces)
+
+    def _trace_route(self, step: _Step, route: Route, event: dict, tracer: Tracer):
+        steps: list[str] = []
+        if route.when is not None and not tracer.evaluate(route.when, event, steps):
+            return "no match", steps, None
+        budget = None
+        if step.gate is not None:
+            admitted = step.gate.admit(event)
+            budget = step.gate.describe(event, admitted)
+            if not admitted:
+                return "throttled", steps, budget
+        for apply in step.setters or ():
+            apply(event)
+        if step.cont:
+            return "matched, continue", steps, budget
+        if step.drop:
+            self._dropped[step.index] += 1
+            return "dropped", steps, budget
+        return "matched", steps, budget
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """``{"throttled": {route: n}, "throttle_evicted": {route: n}, "dropped": {route: n}}``.
+
+        Throttle counters list every route with a throttle; ``dropped`` every route that drops.
+        """
+        throttled, evicted, dropped = {}, {}, {}
+        for step, route in zip(self._steps, self._routes, strict=True):
+            if step.gate is not None:
+                throttled[route.name] = step.gate.throttled
+                evicted[route.name] = step.gate.evicted
+            if route.drop:
+                dropped[route.name] = self._dropped[step.index]
+        if self._unmatched_route is not None and self._unmatched_route.drop:
+            dropped[self._unmatched_route.name] = self._dropped[-1]
+        return {"throttled": throttled, "throttle_evicted": evicted, "dropped": dropped}
+
+
+def make_setter(target: ast.Field, value: Callable[[dict], Any]) -> Setter:
+    """``set FIELD = EXPR``: a null value removes the field instead of storing null."""
+    if len(target.path) == 1:
+        name = target.path[0]
+
+        def set_top(event: dict) -> None:
+            v = value(event)
+            if v is None:
+                event.pop(name, None)
+            else:
+                event[name] = v
+
+        return set_top
+    outer, name = target.path[0], target.path[-1]
+    parent = getter(ast.Field((outer,), target.span))
+
+    def set_nested(event: dict) -> None:
+        v = value(event)
+        box = parent(event)
+        if box.__class__ is not dict:
+            if v is None:
+                return
+            box = event[outer] = {}
+        if v is None:
+            box.pop(name, None)
+        else:
+            box[name] = v
+
+    return set_nested
+
+
+def compile_routes(config: Config, clock: Clock = time.monotonic) -> RouteTable:
+    """Compile a checked configuration's routes; ``clock`` drives throttle windows."""
+    return RouteTable(config, clock)
