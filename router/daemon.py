@@ -47,6 +47,7 @@ class Daemon:
         self.outputs: dict[str, Output] = {}
         self.dispatcher: Dispatcher | None = None
         self.metrics: MetricsServer | None = None
+        self.table: Any = None
 
     # -- start-up -----------------------------------------------------------------------
     def _prepare_dirs(self) -> None:
@@ -69,7 +70,7 @@ class Daemon:
                     f"output '{block.name}' ({block.type}) failed to start: {exc}"
                 ) from exc
             self.outputs[block.name] = out
-        table = compile_routes(self.config)
+        self.table = table = compile_routes(self.config)
         self.dispatcher = Dispatcher(
             table.decide, self.outputs, self.data_dir / "deadletter", log=self.log
         )
@@ -180,6 +181,10 @@ class Daemon:
         stats["pipeline_errors_total"] = self.pipeline_errors
         stats["events_unparsed_total"] = self.unparsed
         stats["batches_total"] = self.batches
+        if self.table is not None:
+            counters = self.table.counters()
+            stats["route_throttled_total"] = counters.get("throttled", {})
+            stats["route_throttle_evicted_total"] = counters.get("throttle_evicted", {})
         stats["inputs"] = {block.name: dict(lst.stats) for block, lst in self.listeners}
         return stats
 

@@ -262,3 +262,21 @@ def test_metrics_and_healthz_endpoints(start_daemon, tmp_path):
     assert exc.value.code == 404
     exc.value.close()
     assert d.stop()[0] == 0
+
+
+def test_throttled_events_fall_through_and_are_counted(start_daemon, tmp_path):
+    conf = CONFIG.replace(
+        "route everything { to archive }",
+        'output pager { type = "file", path = "pager.jsonl" }\n'
+        "route page { when severity >= 8\n throttle 1 per 5m by host, signature_id\n to pager\n continue }\n"
+        "route everything { to archive }",
+    )
+    d = start_daemon(conf)
+    _tcp(d.ports["tcp_in"], ((IPS + "\n") * 3).encode())
+    wait_for_lines("archive/*/*.jsonl", 3, tmp_path / "data")
+    paged = wait_for_lines("pager.jsonl", 1, tmp_path / "data")
+    code, err = d.stop()
+    assert code == 0 and len(paged) == 1
+    final = [orjson.loads(x) for x in err.splitlines() if '"daemon_stopped"' in x]
+    assert final[0]["route_throttled_total"] == {"page": 2}
+    assert final[0]["route_events_total"] == {"page": 1, "everything": 3}
