@@ -273,7 +273,8 @@ class Framer:
             return False
         if buf[pos] == 48:  # a leading 0 is never a count
             return False
-        return _DIGITS.match(buf, pos).end() == len(buf)
+        m = _DIGITS.match(buf, pos)
+        return m is not None and m.end() == len(buf)
 
     def _partial_line(self, buf: bytes, pos: int) -> None:
         """Keep an unterminated line for the next chunk, or start discarding it."""

@@ -78,7 +78,8 @@ def _severity(text: str) -> int | None:
 
 def _ints(ev: Event, int_keys: Collection[str]) -> None:
     """Turn the values of ``int_keys`` into ints where the text is one (``-?[0-9]{1,18}``)."""
-    ints = list(map(_known_ints.get, map(ev.__getitem__, int_keys)))  # ~4x cheaper than int()
+    # a dict lookup of known digit strings is ~4x cheaper than int()
+    ints: list[int | str | None] = list(map(_known_ints.get, map(ev.__getitem__, int_keys)))
     if None in ints:
         if len(_known_ints) > 100_000:  # bounded memory
             _known_ints.clear()

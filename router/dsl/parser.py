@@ -131,10 +131,10 @@ def _syntax_error(exc: UnexpectedInput, path: str, text: str) -> tuple[str, str,
             return "E102", msg, span, _NUMBER_HELP
         allowed = exc.allowed or set()
         return "E102", msg, span, f"expected {_expected(allowed)}" if allowed else None
-    expected = getattr(exc, "expected", None) or ()
+    at_end: set[str] = getattr(exc, "expected", None) or set()
     line, column = _end_position(text)
     span = Span(path, line, column, line, column + 1)
-    help = f"expected {_expected(expected)}" if expected else None
+    help = f"expected {_expected(at_end)}" if at_end else None
     return "E103", "unexpected end of file", span, help
 
 
@@ -195,7 +195,7 @@ class _ToAst(Transformer):
         def sub(m: re.Match) -> str:
             ch = m.group(1)
             if ch not in _ESCAPES:
-                col = tok.column + 1 + m.start()
+                col = (tok.column or 1) + 1 + m.start()
                 span = Span(self.path, tok.line, col, tok.line, col + 2)
                 help = 'use \\" \\\\ \\n or \\t'
                 self.reporter.error("E104", f"unknown escape '\\{ch}' in string", span, help)
@@ -241,7 +241,9 @@ class _ToAst(Transformer):
             return float(tok)
         if kind in ("IPV4", "IPV6"):
             return self._ip(tok)
-        number, unit = _UNIT_RE.fullmatch(tok).groups()
+        match = _UNIT_RE.fullmatch(tok)
+        assert match is not None, "the grammar only lets number-unit tokens through"
+        number, unit = match.groups()
         if kind == "DURATION":
             return Duration(int(number) * _DURATION_UNITS[unit])
         return Size(int(number) * _SIZE_UNITS[unit])
