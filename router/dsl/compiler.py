@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import operator
+import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,6 +40,7 @@ _NETS = (ipaddress.IPv4Network, ipaddress.IPv6Network)
 _IP_CACHE: dict[str, Any] = {}
 _IP_CACHE_MAX = 4096
 _MISS = object()
+AF_INET = socket.AF_INET
 
 
 # ---- values -----------------------------------------------------------------------------
@@ -188,20 +190,28 @@ class ExprCompiler:
             self._keep.append(node)
         return fn
 
+    def conjunction(self, nodes: list[ast.Node]) -> Predicate | None:
+        """All of ``nodes``, cheapest first, in as few calls as possible; None for none.
+
+        Every test is total and side-effect free, so the order of ``and`` operands cannot
+        change the result: regexes and function calls run only when the cheap tests held.
+        """
+        if not nodes:
+            return None
+        return _fuse([self.predicate(n) for n in sorted(nodes, key=cost)], True)
+
     def _predicate(self, node: ast.Node) -> Predicate:
         if isinstance(node, ast.BoolOp):
-            left, right = self.predicate(node.left), self.predicate(node.right)
             if node.op == "and":
-                return lambda e: left(e) and right(e)
-            return lambda e: left(e) or right(e)
+                return self.conjunction(_chain(node, "and"))
+            return _fuse([self.predicate(n) for n in _chain(node, "or")], False)
         if isinstance(node, ast.Not):
             inner = self.predicate(node.operand)
             return lambda e: not inner(e)
         if isinstance(node, ast.Compare):
             return self._compare(node.op, node.left, node.right)
         if isinstance(node, ast.Member):
-            test = self._member(node.left, node.right)
-            return (lambda e: not test(e)) if node.negated else test
+            return self._member(node.left, node.right, node.negated)
         if isinstance(node, ast.Matches):
             return self._matches(node)
         if isinstance(node, ast.StringTest):
@@ -224,21 +234,33 @@ class ExprCompiler:
             op, left, rv, rc = _FLIP[op], right, lv, True
         get = self.value(left)
         if rc:
-            return _compare_const(op, get, rv)
+            name = _top_name(left)
+            fast = _top_compare(op, name, rv) if name is not None else None
+            return fast or _compare_const(op, get, rv)
         other = self.value(right)
         return lambda e: generic_compare(op, get(e), other(e))
 
-    def _member(self, left: ast.Node, right: ast.Node) -> Predicate:
+    def _member(self, left: ast.Node, right: ast.Node, negated: bool) -> Predicate:
         _, values = self.constant(right)
         values = values if isinstance(values, list) else [values]
         lc, lv = self.constant(left)
         if lc:
-            result = member_test(lambda e: lv, values)({})
+            result = member_test(lambda e: lv, values)({}) is not negated
             return lambda e: result
-        return member_test(self.value(left), values)
+        name = _top_name(left)
+        if name is not None and values and all(v.__class__ is str for v in values):
+            strings = frozenset(values)
+            if negated:
+                return lambda e: not ((v := e.get(name)).__class__ is str and v in strings)
+            return lambda e: (v := e.get(name)).__class__ is str and v in strings
+        test = member_test(self.value(left), values, name)
+        return (lambda e: not test(e)) if negated else test
 
     def _matches(self, node: ast.Matches) -> Predicate:
         search = compile_regex(node.pattern, node.flags).search
+        name = _top_name(node.left)
+        if name is not None:
+            return lambda e: (v := e.get(name)).__class__ is str and search(v) is not None
         get = self.value(node.left)
         return lambda e: (v := get(e)).__class__ is str and search(v) is not None
 
@@ -256,6 +278,67 @@ class ExprCompiler:
         return lambda e: (
             (v := get(e)).__class__ is str and (w := other(e)).__class__ is str and method(v, w)
         )
+
+
+def _top_name(node: ast.Node) -> str | None:
+    """The key of a top-level field (read inline with ``e.get(key)``: cheaper than a getter)."""
+    return node.path[0] if isinstance(node, ast.Field) and len(node.path) == 1 else None
+
+
+_NUM_TESTS: dict[str, Callable[[str, Any], Predicate]] = {
+    "==": lambda n, c: lambda e: (v := e.get(n)).__class__ in _NUMS and v == c,
+    "!=": lambda n, c: lambda e: not ((v := e.get(n)).__class__ in _NUMS and v == c),
+    "<": lambda n, c: lambda e: (v := e.get(n)).__class__ in _NUMS and v < c,
+    "<=": lambda n, c: lambda e: (v := e.get(n)).__class__ in _NUMS and v <= c,
+    ">": lambda n, c: lambda e: (v := e.get(n)).__class__ in _NUMS and v > c,
+    ">=": lambda n, c: lambda e: (v := e.get(n)).__class__ in _NUMS and v >= c,
+}
+
+
+def _top_compare(op: str, name: str, const: Any) -> Predicate | None:
+    """``FIELD OP const`` for a top-level field with operators inline; None: no fast form."""
+    k = kind(const)
+    if k is str and op == "==":
+        return lambda e: e.get(name) == const
+    if k is str and op == "!=":
+        return lambda e: e.get(name) != const
+    if k is float and const.__class__ in _NUMS:
+        return _NUM_TESTS[op](name, const)
+    return None
+
+
+def cost(node: ast.Node) -> int:
+    """A rough evaluation cost: 0 field tests, 1 string tests, 2 regexes, 3 function calls."""
+    if isinstance(node, ast.Call):
+        return 0 if node.name == "exists" else 3
+    own = 2 if isinstance(node, ast.Matches) else 1 if isinstance(node, ast.StringTest) else 0
+    kids = [getattr(node, a, None) for a in ("left", "right", "operand")]
+    return max([own, *(cost(k) for k in kids if k is not None)])
+
+
+def _chain(node: ast.Node, op: str) -> list[ast.Node]:
+    """The operands of a run of the same ``and``/``or``, left to right."""
+    if isinstance(node, ast.BoolOp) and node.op == op:
+        return _chain(node.left, op) + _chain(node.right, op)
+    return [node]
+
+
+def _fuse(preds: list[Predicate], conj: bool) -> Predicate:
+    """One closure for ``p1 and p2 and ...`` (or ``or``): up to four operands per call."""
+    if len(preds) > 4:
+        preds = [_fuse(preds[:3], conj), _fuse(preds[3:], conj)]
+    if len(preds) == 1:
+        return preds[0]
+    if len(preds) == 2:
+        a, b = preds
+        return (lambda e: a(e) and b(e)) if conj else (lambda e: a(e) or b(e))
+    if len(preds) == 3:
+        a, b, c = preds
+        return (lambda e: a(e) and b(e) and c(e)) if conj else (lambda e: a(e) or b(e) or c(e))
+    a, b, c, d = preds
+    if conj:
+        return lambda e: a(e) and b(e) and c(e) and d(e)
+    return lambda e: a(e) or b(e) or c(e) or d(e)
 
 
 def _compare_const(op: str, get: Getter, const: Any) -> Predicate:
@@ -281,27 +364,48 @@ def _compare_const(op: str, get: Getter, const: Any) -> Predicate:
     return lambda e: generic_compare(op, get(e), const)
 
 
-def member_test(get: Getter, values: list) -> Predicate:
-    """``get(e) in values`` where values may mix scalars, IP addresses and CIDR ranges."""
+def member_test(get: Getter, values: list, name: str | None = None) -> Predicate:
+    """``get(e) in values`` where values may mix scalars, IP addresses and CIDR ranges.
+
+    ``name``: the top-level key ``get`` reads, to read it inline. Dotted IPv4 strings are
+    converted by ``inet_pton`` (as strict as ``ipaddress``: four decimal octets, no leading
+    zeros), anything else through :func:`as_ip`.
+    """
     table: dict[type, frozenset] = {}
     for cls, accept in ((str, str), (int, float), (float, float), (bool, bool)):
         table[cls] = frozenset(v for v in values if kind(v) is accept)
     table = {cls: s for cls, s in table.items() if s}
     ips = frozenset(v for v in values if isinstance(v, _IPS))
-    nets = {4: [], 6: []}
+    nets: dict[int, list] = {4: [], 6: []}
     for v in values:
         if isinstance(v, _NETS):
             nets[v.version].append((int(v.network_address), int(v.netmask)))
     lookup = table.get
     if not ips and not nets[4] and not nets[6]:
+        if name is not None:
+            return lambda e: (s := lookup((v := e.get(name)).__class__)) is not None and v in s
         return lambda e: (s := lookup((v := get(e)).__class__)) is not None and v in s
     by_version = {4: tuple(nets[4]), 6: tuple(nets[6])}
+    nets4, ips4 = by_version[4], frozenset(int(ip) for ip in ips if ip.version == 4)
+    pton, from_bytes = socket.inet_pton, int.from_bytes
 
     def member_ip(event: dict) -> bool:
-        v = get(event)
+        v = event.get(name) if name is not None else get(event)
         s = lookup(v.__class__)
         if s is not None and v in s:
             return True
+        if v.__class__ is str:
+            try:
+                n = from_bytes(pton(AF_INET, v), "big")
+            except (OSError, ValueError):
+                pass
+            else:
+                if n in ips4:
+                    return True
+                for net, mask in nets4:
+                    if n & mask == net:
+                        return True
+                return False
         ip = as_ip(v)
         if ip is None:
             return False

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from dsrouter.dsl import ast
-from dsrouter.dsl.compiler import ExprCompiler, getter
+from dsrouter.dsl.compiler import ExprCompiler, Predicate, getter
 from dsrouter.dsl.config import Config, Route
 from dsrouter.dsl.explain import Tracer
+from dsrouter.dsl.index import ANY, KEY_CLASSES, OTHER, RouteIndex, build_index, conjuncts
 from dsrouter.dsl.throttle import Clock, Throttle
 from dsrouter.errors import Span
 
@@ -51,6 +52,7 @@ class Explanation(NamedTuple):
 
 
 NO_ROUTE = Decision((), (), False)
+MAX_COMBOS = 4096  # cached candidate tuples per bucket combination (cleared when full)
 Setter = Callable[[dict], None]
 
 
@@ -63,10 +65,17 @@ class _Step(NamedTuple):
     drop: bool
 
 
-class RouteTable:
-    """Routes compiled for the hot path."""
+_Candidate = tuple  # (pred, decision or None, _Step, position in its candidate list)
 
-    def __init__(self, config: Config, clock: Clock = time.monotonic) -> None:
+
+class RouteTable:
+    """Routes compiled for the hot path.
+
+    ``index=False`` evaluates every route for every event (the plain reference the indexed
+    table is tested against); by default :mod:`dsrouter.dsl.index` narrows the candidates.
+    """
+
+    def __init__(self, config: Config, clock: Clock = time.monotonic, index: bool = True) -> None:
         unmatched = config.unmatched
         ordered = [r for r in config.routes if r is not unmatched]
         self.route_names: tuple[str, ...] = tuple(r.name for r in config.routes)
@@ -82,6 +91,47 @@ class RouteTable:
         if unmatched is not None:
             self._unmatched = Decision((unmatched.name,), unmatched.outputs, unmatched.drop)
             self._unmatched_sets = tuple(self._setter(s) for s in unmatched.sets)
+        self._build_candidates(build_index(ordered, self._compiler) if index else None)
+
+    def _build_candidates(self, found: RouteIndex | None) -> None:
+        """Candidate tuples: every route, and (lazily) per bucket combination of the index."""
+        self._all = self._candidates([(s, s.pred) for s in self._steps])
+        self._index = found if found is not None and found.fields else None
+        self.index_fields: tuple[str, ...] = self._index.fields if self._index else ()
+        self._fields = tuple(zip(self.index_fields, found.keys, strict=True)) if self._index else ()
+        self._combos: dict[tuple, tuple[_Candidate, ...]] = {}
+        self._residues: dict[tuple, Predicate | None] = {}
+
+    def _combo(self, buckets: tuple) -> tuple[_Candidate, ...]:
+        """The candidates for events in ``buckets`` (see :meth:`RouteIndex.proven`)."""
+        chosen = []
+        for step in self._steps:
+            proven = self._index.proven(step.index, buckets)
+            if proven is not None:
+                chosen.append((step, self._residue(step, proven) if proven else step.pred))
+        if len(self._combos) >= MAX_COMBOS:
+            self._combos.clear()
+        found = self._combos[buckets] = self._candidates(chosen)
+        return found
+
+    def _residue(self, step: _Step, proven: tuple[ast.Node, ...]) -> Predicate | None:
+        """The route's condition without the conjuncts the index lookups already proved."""
+        key = (step.index, *map(id, proven))
+        if key not in self._residues:
+            rest = [
+                n
+                for n in conjuncts(self._routes[step.index].when)
+                if not any(n is p for p in proven)
+            ]
+            self._residues[key] = self._compiler.conjunction(rest)
+        return self._residues[key]
+
+    def _candidates(self, chosen: list[tuple[_Step, Predicate | None]]) -> tuple:
+        out = []
+        for pos, (step, pred) in enumerate(chosen):
+            plain = not (step.cont or step.drop or step.setters or step.gate)
+            out.append((pred, self._single[step.index] if plain else None, step, pos))
+        return tuple(out)
 
     def _step(self, route: Route, i: int, clock: Clock) -> _Step:
         pred = None if route.when is None else self._compiler.predicate(route.when)
@@ -104,17 +154,39 @@ class RouteTable:
 
     def decide(self, event: dict) -> Decision:
         """Where ``event`` goes: first match wins unless the route says ``continue``."""
+        if self._fields:
+            buckets: tuple = ()
+            for name, keys in self._fields:
+                v = event.get(name)
+                if v.__class__ in KEY_CLASSES:
+                    buckets += (v if v in keys else OTHER,)
+                else:
+                    buckets += (OTHER if v is None else ANY,)
+            candidates = self._combos.get(buckets) or self._combo(buckets)
+        else:
+            candidates = self._all
+        for pred, decision, _, pos in candidates:
+            if pred is None or pred(event):
+                if decision is not None:
+                    return decision
+                return self._resume(event, candidates, pos)
+        return self._no_route(event)
+
+    def _resume(self, event: dict, candidates: tuple, pos: int) -> Decision:
+        """The general loop from ``candidates[pos]``, whose condition held."""
         matched: tuple[int, ...] = ()
-        for pred, cont, i, gate, setters, drop in self._steps:
-            if pred is not None and not pred(event):
+        for k in range(pos, len(candidates)):
+            pred, _, step, _ = candidates[k]
+            if k != pos and pred is not None and not pred(event):
                 continue
-            if gate is not None and not gate.admit(event):
+            i = step.index
+            if step.gate is not None and not step.gate.admit(event):
                 continue
-            if setters is not None:
-                for apply in setters:
+            if step.setters is not None:
+                for apply in step.setters:
                     apply(event)
-            if not cont:
-                if drop:
+            if not step.cont:
+                if step.drop:
                     self._dropped[i] += 1
                 return self._single[i] if not matched else self._lookup((*matched, i))
             matched += (i,)
@@ -227,6 +299,9 @@ def make_setter(target: ast.Field, value: Callable[[dict], Any]) -> Setter:
     return set_nested
 
 
-def compile_routes(config: Config, clock: Clock = time.monotonic) -> RouteTable:
-    """Compile a checked configuration's routes; ``clock`` drives throttle windows."""
-    return RouteTable(config, clock)
+def compile_routes(config: Config, clock: Clock = time.monotonic, index: bool = True) -> RouteTable:
+    """Compile a checked configuration's routes; ``clock`` drives throttle windows.
+
+    ``index=False`` skips the candidate index (every route is tried for every event).
+    """
+    return RouteTable(config, clock, index)
