@@ -20,6 +20,7 @@ from dsrouter.dsl.exprcheck import BAD, ExprChecker
 from dsrouter.dsl.functions import accepts, describe, function_table
 from dsrouter.dsl.testblocks import check_tests
 from dsrouter.dsl.values import INVALID, ValueContext, resolve, uses_call
+from dsrouter.errors import Span
 from dsrouter.options import Option
 
 UNMATCHED = "_unmatched"
@@ -54,7 +55,7 @@ def check(
     _unique("route", [r.name for r in items if isinstance(r, ast.RouteDecl)], rep)
     unmatched = next((r for r in routes if r.name == UNMATCHED), None)
     ordered = [r for r in routes if r.name != UNMATCHED]
-    _accounting(ordered, unmatched, items, rep)
+    _accounting(ordered, unmatched, items, rep, files)
     tests = check_tests(
         [t for t in items if isinstance(t, ast.TestDecl)],
         [r.name for r in routes],
@@ -335,7 +336,9 @@ def _route_shape(decl, when, to, drop, cont, rep: Reporter) -> None:
                 )
 
 
-def _accounting(ordered: list[Route], unmatched: Route | None, items, rep: Reporter) -> None:
+def _accounting(
+    ordered: list[Route], unmatched: Route | None, items, rep: Reporter, files: list[Path]
+) -> None:
     catch_all: Route | None = None
     for route in ordered:
         if catch_all is not None:
@@ -348,13 +351,16 @@ def _accounting(ordered: list[Route], unmatched: Route | None, items, rep: Repor
         rep.warning("W302", f"route '{UNMATCHED}' never receives events", unmatched.name_span, help)
     if unmatched is None and catch_all is None:
         last = ordered[-1] if ordered else None
-        span = last.name_span if last is not None else _first_span(items)
+        span = last.name_span if last is not None else _first_span(items, files)
         help = f"end with a route without 'when', or add: route {UNMATCHED} {{ to ... }}"
         rep.error("E301", "the configuration does not account for every event", span, help)
 
 
-def _first_span(items):
-    return items[0].span if items else None
+def _first_span(items, files: list[Path]) -> Span | None:
+    """Where to point when there is no route at all: the first item, else the file's start."""
+    if items:
+        return items[0].span
+    return Span(str(files[0]), 1, 1) if files else None
 
 
 __all__ = ["SETTINGS", "UNMATCHED", "check"]

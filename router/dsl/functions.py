@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,12 +33,12 @@ def _len(v: Any) -> Any:
     return len(v) if isinstance(v, str | list | dict) else None
 
 
+_INT_TEXT = re.compile(r"\s*[-+]?[0-9]{1,40}\s*")
+
+
 def _int(v: Any) -> Any:
-    if v.__class__ is str:
-        try:
-            return int(v.strip()) if len(v) <= 40 else None
-        except ValueError:
-            return None
+    if v.__class__ is str:  # ASCII digits only: not "1_0", not other scripts' digits
+        return int(v) if _INT_TEXT.fullmatch(v) else None
     if v.__class__ is bool:
         return int(v)
     if isinstance(v, float):

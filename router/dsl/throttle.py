@@ -78,13 +78,18 @@ class Throttle:
         return f"{seen} of {self.count} per {format_duration(self.window)}{where}: {verdict}"
 
 
+def _apart(value: Any) -> Any:
+    """Keep ``true`` and ``1`` (equal as dict keys in Python) in separate budgets."""
+    return (bool, value) if value.__class__ is bool else value
+
+
 def _key_function(by: tuple) -> Callable[[dict], Any]:
     if not by:
         return lambda e: ()
     if len(by) == 1:
         (get,) = by
-        return lambda e: (get(e),)
-    return lambda e: tuple([g(e) for g in by])
+        return lambda e: (_apart(get(e)),)
+    return lambda e: tuple([_apart(g(e)) for g in by])
 
 
 def _hashable(key: Any) -> bool:
