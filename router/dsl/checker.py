@@ -61,6 +61,7 @@ def check(
         [r.name for r in routes],
         output_names,
         ctx,
+        exprs.field_type,
     )
     return Config(
         settings=settings,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from dsrouter.dsl import ast
 from dsrouter.dsl.diagnostics import at, did_you_mean
@@ -14,14 +14,19 @@ def check_tests(
     route_names: Sequence[str],
     output_names: set[str],
     ctx: ValueContext,
+    field_type: Callable[[ast.Field], str] | None = None,
 ) -> list[ast.TestDecl]:
-    """Check every test block (problems go to the reporter) and return them in order."""
+    """Check every test block (problems go to the reporter) and return them in order.
+
+    ``field_type`` checks ``expect FIELD == ...`` names against the event schema (and the
+    fields routes ``set``), reporting unknown names like in ``when`` conditions.
+    """
     for decl in decls:
-        _test(decl, route_names, output_names, ctx)
+        _test(decl, route_names, output_names, ctx, field_type)
     return list(decls)
 
 
-def _test(decl: ast.TestDecl, routes, outputs, ctx: ValueContext) -> None:
+def _test(decl: ast.TestDecl, routes, outputs, ctx: ValueContext, field_type) -> None:
     rep = ctx.reporter
     inputs = [i for i in decl.items if isinstance(i, ast.TestInput)]
     for extra in inputs[1:]:
@@ -41,6 +46,8 @@ def _test(decl: ast.TestDecl, routes, outputs, ctx: ValueContext) -> None:
             _names(item.names, outputs, "output", "E201", ctx)
         elif isinstance(item, ast.ExpectField):
             _field(item, ctx)
+            if field_type is not None and isinstance(item.field, ast.Field):
+                field_type(item.field)
 
 
 def _names(node: ast.ListValue, known, kind: str, code: str, ctx) -> None:

@@ -210,6 +210,14 @@ CASES = [
         "unknown field 'hots'",
     ),
     (
+        "E230-test-expect-field",
+        OUT + END + 'test "t" { input "m"; expect hots == "a" }',
+        "E230",
+        4,
+        30,
+        "unknown field 'hots'",
+    ),
+    (
         "E230-nested",
         OUT + 'route r { when syslog.hostnam == "a"; to archive }',
         "E230",
