@@ -22,3 +22,11 @@ def test_readme_configuration_checks_and_its_test_passes(tmp_path, capsys):
     assert main(["check", "-c", str(conf)]) == 0
     assert main(["test", "-c", str(conf)]) == 0
     assert "1 passed, 0 failed" in capsys.readouterr().out
+
+
+def test_language_reference_example_checks(tmp_path):
+    text = (ROOT / "docs" / "language.md").read_text()
+    example = re.search(r"```\n(.*?)```", text, re.S).group(1)
+    conf = tmp_path / "language.conf"
+    conf.write_text(example)
+    assert main(["check", "-c", str(conf)]) == 0
