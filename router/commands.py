@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -147,10 +147,15 @@ def _human_line(label, n, ev, d, explanation) -> bytes:
 
 def list_plugins(args) -> int:
     """Print every registered input and output type with its plugin and options."""
+    from dsrouter.api import InputType, OutputType
     from dsrouter.plugin import Plugins
 
     plugins = Plugins()
-    for what, table in (("input", plugins.inputs), ("output", plugins.outputs)):
+    tables: tuple[tuple[str, Mapping[str, InputType | OutputType]], ...] = (
+        ("input", plugins.inputs),
+        ("output", plugins.outputs),
+    )
+    for what, table in tables:
         for name, kind in sorted(table.items()):
             print(f"{what} {name}  (plugin {kind.plugin}) — {kind.help}")
             for opt in kind.options:

@@ -90,8 +90,15 @@ def _expectation(item: Any, decision: Any, event: dict) -> tuple[str, Any, Any] 
     if isinstance(item, A.ExpectDropped):
         return "dropped", True, decision.dropped
     if isinstance(item, A.ExpectField):
-        return item.field.dotted, _value(item.value), _field(event, item.field)
+        return _label(item.field), _value(item.value), _field(event, item.field)
     return None
+
+
+def _label(field: A.Field | A.Subscript) -> str:
+    """How the expectation names its field: ``syslog.hostname``, ``ext["k"]``, ``name["k"]``."""
+    if isinstance(field, A.Field):
+        return field.dotted
+    return f'{field.name}["{field.key}"]'
 
 
 def check_case(case: A.TestDecl, config: Config, table: RouteTable | None = None) -> CaseResult:

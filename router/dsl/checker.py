@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from dsrouter.api import Function
 from dsrouter.ds.catalog import FIELDS
 from dsrouter.dsl import ast
 from dsrouter.dsl.config import Block, Config, Route
@@ -24,6 +25,8 @@ from dsrouter.errors import Span
 from dsrouter.options import Option
 
 UNMATCHED = "_unmatched"
+
+_Action = TypeVar("_Action", ast.When, ast.To, ast.Continue, ast.Drop, ast.Throttle)
 
 #: Fields ``set`` may not change: they describe the message as received and how it parsed.
 PROTECTED_FIELDS = frozenset(
@@ -38,17 +41,24 @@ SETTINGS: dict[str, Option] = {
 
 def check(
     items: Sequence[ast.Item],
-    option_specs: Mapping[str, Mapping[str, tuple[Option, ...]]],
+    option_specs: Mapping[str, Mapping[str, Any]],
     ctx: ValueContext,
     files: list[Path],
 ) -> Config:
-    """Check the spliced items of a configuration; errors go to ``ctx.reporter``."""
+    """Check the spliced items of a configuration; errors go to ``ctx.reporter``.
+
+    ``option_specs`` is :meth:`Plugins.option_specs`: ``{"input"|"output": {type: options}}``
+    with options a ``tuple[Option, ...]``, and ``{"functions": {name: Function}}``.
+    """
     rep = ctx.reporter
+    input_specs: Mapping[str, tuple[Option, ...]] = option_specs.get("input", {})
+    output_specs: Mapping[str, tuple[Option, ...]] = option_specs.get("output", {})
+    plugin_functions: Mapping[str, Function] = option_specs.get("functions", {})
     settings = _settings([i for i in items if isinstance(i, ast.Settings)], ctx)
-    inputs = _blocks("input", items, option_specs.get("input", {}), ctx)
-    outputs = _blocks("output", items, option_specs.get("output", {}), ctx)
+    inputs = _blocks("input", items, input_specs, ctx)
+    outputs = _blocks("output", items, output_specs, ctx)
     output_names = {b.name for b in outputs}
-    functions = function_table(option_specs.get("functions", {}))
+    functions = function_table(plugin_functions)
     exprs = ExprChecker(ctx, {n: f.type for n, f in FIELDS.items()}, functions)
     decls = [r for r in items if isinstance(r, ast.RouteDecl)]
     routes = [_route(r, output_names, exprs) for r in decls]
@@ -229,9 +239,9 @@ def _route(decl: ast.RouteDecl, output_names: set[str], exprs: ExprChecker) -> R
             rep.error("E303", msg, action.span, help)
             continue
         first.setdefault(type(action), action)
-    when, to = first.get(ast.When), first.get(ast.To)
-    drop, cont = first.get(ast.Drop), first.get(ast.Continue)
-    throttle = first.get(ast.Throttle)
+    when, to = _first(first, ast.When), _first(first, ast.To)
+    drop, cont = _first(first, ast.Drop), _first(first, ast.Continue)
+    throttle = _first(first, ast.Throttle)
     condition = None if when is None else exprs.condition(when.expr)
     if throttle is not None:
         _throttle(throttle, exprs)
@@ -252,6 +262,12 @@ def _route(decl: ast.RouteDecl, output_names: set[str], exprs: ExprChecker) -> R
         throttle,
         sets,
     )
+
+
+def _first(first: Mapping[type, ast.Action], kind: type[_Action]) -> _Action | None:
+    """The first action of type ``kind`` in a route, if it has one."""
+    action = first.get(kind)
+    return action if isinstance(action, kind) else None
 
 
 def _throttle(action: ast.Throttle, exprs: ExprChecker) -> None:
@@ -337,18 +353,23 @@ def _route_shape(decl, when, to, drop, cont, rep: Reporter) -> None:
                 )
 
 
+def _at_name(route: Route) -> str:
+    """``path:line:column`` of a route's name (checked routes always carry it)."""
+    return at(route.name_span or route.span)
+
+
 def _accounting(
     ordered: list[Route], unmatched: Route | None, items, rep: Reporter, files: list[Path]
 ) -> None:
     catch_all: Route | None = None
     for route in ordered:
         if catch_all is not None:
-            help = f"route '{catch_all.name}' at {at(catch_all.name_span)} claims every event"
+            help = f"route '{catch_all.name}' at {_at_name(catch_all)} claims every event"
             rep.warning("W301", f"route '{route.name}' can never match", route.name_span, help)
         elif route.when is None and not route.cont:
             catch_all = route
     if unmatched is not None and catch_all is not None:
-        help = f"route '{catch_all.name}' at {at(catch_all.name_span)} claims every event"
+        help = f"route '{catch_all.name}' at {_at_name(catch_all)} claims every event"
         rep.warning("W302", f"route '{UNMATCHED}' never receives events", unmatched.name_span, help)
     if unmatched is None and catch_all is None:
         last = ordered[-1] if ordered else None

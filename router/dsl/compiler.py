@@ -46,6 +46,13 @@ AF_INET = socket.AF_INET
 # ---- values -----------------------------------------------------------------------------
 
 
+def as_field(node: object) -> ast.Field:
+    """``node`` as a field reference; the checker refuses anything else (e.g. ``name["k"]``)."""
+    if not isinstance(node, ast.Field):
+        raise TypeError(f"expected a field, not {type(node).__name__}: the checker refuses it")
+    return node
+
+
 def getter(field: ast.Field) -> Getter:
     """``event.get(name)`` for a top-level field; a nested walk for ``syslog.hostname``."""
     if len(field.path) == 1:
@@ -203,7 +210,9 @@ class ExprCompiler:
     def _predicate(self, node: ast.Node) -> Predicate:
         if isinstance(node, ast.BoolOp):
             if node.op == "and":
-                return self.conjunction(_chain(node, "and"))
+                both = self.conjunction(_chain(node, "and"))
+                assert both is not None, "an 'and' has two operands"
+                return both
             return _fuse([self.predicate(n) for n in _chain(node, "or")], False)
         if isinstance(node, ast.Not):
             inner = self.predicate(node.operand)
@@ -217,7 +226,7 @@ class ExprCompiler:
         if isinstance(node, ast.StringTest):
             return self._strtest(node)
         if isinstance(node, ast.Call) and node.name == "exists":
-            get = getter(node.args[0])
+            get = getter(as_field(node.args[0]))
             return lambda e: get(e) is not None
         if isinstance(node, ast.Call):
             call = self.value(node)
@@ -342,7 +351,7 @@ def _fuse(preds: list[Predicate], conj: bool) -> Predicate:
 
 
 def _compare_const(op: str, get: Getter, const: Any) -> Predicate:
-    fn = _OPS[op]
+    fn: Callable[[Any, Any], bool] = _OPS[op]
     k = kind(const)
     if const is None:
         return lambda e: op == "!="

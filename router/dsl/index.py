@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from dsrouter.dsl import ast
-from dsrouter.dsl.compiler import ExprCompiler
+from dsrouter.dsl.compiler import ExprCompiler, as_field
 from dsrouter.dsl.config import Route
 
 PREFERRED = ("module", "signature_id", "format", "input")
@@ -131,4 +131,4 @@ def _constraint(found: list[tuple[ast.Node, tuple[str, frozenset]]], field: str)
 
 
 def _set_fields(routes: Iterable[Route]) -> set[str]:
-    return {action.field.path[0] for r in routes for action in r.sets}
+    return {as_field(action.field).path[0] for r in routes for action in r.sets}

@@ -195,8 +195,8 @@ class _ToAst(Transformer):
         def sub(m: re.Match) -> str:
             ch = m.group(1)
             if ch not in _ESCAPES:
-                col = (tok.column or 1) + 1 + m.start()
-                span = Span(self.path, tok.line, col, tok.line, col + 2)
+                line, col = tok.line or 1, (tok.column or 1) + 1 + m.start()
+                span = Span(self.path, line, col, line, col + 2)
                 help = 'use \\" \\\\ \\n or \\t'
                 self.reporter.error("E104", f"unknown escape '\\{ch}' in string", span, help)
                 return ch

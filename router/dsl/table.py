@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from dsrouter.dsl import ast
-from dsrouter.dsl.compiler import ExprCompiler, Predicate, getter
+from dsrouter.dsl.compiler import ExprCompiler, Predicate, as_field, getter
 from dsrouter.dsl.config import Config, Route
 from dsrouter.dsl.explain import Tracer
 from dsrouter.dsl.index import ANY, KEY_CLASSES, OTHER, RouteIndex, build_index, conjuncts
@@ -59,7 +59,7 @@ Setter = Callable[[dict], None]
 class _Step(NamedTuple):
     pred: Callable[[dict], bool] | None
     cont: bool
-    index: int
+    position: int
     gate: Throttle | None
     setters: tuple[Setter, ...] | None
     drop: bool
@@ -96,17 +96,20 @@ class RouteTable:
     def _build_candidates(self, found: RouteIndex | None) -> None:
         """Candidate tuples: every route, and (lazily) per bucket combination of the index."""
         self._all = self._candidates([(s, s.pred) for s in self._steps])
-        self._index = found if found is not None and found.fields else None
-        self.index_fields: tuple[str, ...] = self._index.fields if self._index else ()
-        self._fields = tuple(zip(self.index_fields, found.keys, strict=True)) if self._index else ()
+        index = found if found is not None and found.fields else None
+        self._index = index
+        self.index_fields: tuple[str, ...] = index.fields if index else ()
+        self._fields = tuple(zip(self.index_fields, index.keys, strict=True)) if index else ()
         self._combos: dict[tuple, tuple[_Candidate, ...]] = {}
         self._residues: dict[tuple, Predicate | None] = {}
 
     def _combo(self, buckets: tuple) -> tuple[_Candidate, ...]:
         """The candidates for events in ``buckets`` (see :meth:`RouteIndex.proven`)."""
         chosen = []
+        index = self._index
+        assert index is not None, "only called when the table is indexed"
         for step in self._steps:
-            proven = self._index.proven(step.index, buckets)
+            proven = index.proven(step.position, buckets)
             if proven is not None:
                 chosen.append((step, self._residue(step, proven) if proven else step.pred))
         if len(self._combos) >= MAX_COMBOS:
@@ -116,11 +119,11 @@ class RouteTable:
 
     def _residue(self, step: _Step, proven: tuple[ast.Node, ...]) -> Predicate | None:
         """The route's condition without the conjuncts the index lookups already proved."""
-        key = (step.index, *map(id, proven))
+        key = (step.position, *map(id, proven))
         if key not in self._residues:
             rest = [
                 n
-                for n in conjuncts(self._routes[step.index].when)
+                for n in conjuncts(self._routes[step.position].when)
                 if not any(n is p for p in proven)
             ]
             self._residues[key] = self._compiler.conjunction(rest)
@@ -130,7 +133,7 @@ class RouteTable:
         out = []
         for pos, (step, pred) in enumerate(chosen):
             plain = not (step.cont or step.drop or step.setters or step.gate)
-            out.append((pred, self._single[step.index] if plain else None, step, pos))
+            out.append((pred, self._single[step.position] if plain else None, step, pos))
         return tuple(out)
 
     def _step(self, route: Route, i: int, clock: Clock) -> _Step:
@@ -145,7 +148,7 @@ class RouteTable:
 
     def _setter(self, action: ast.SetField) -> Setter:
         value = self._compiler.value(action.expr)
-        return make_setter(action.field, value)
+        return make_setter(as_field(action.field), value)
 
     def _combine(self, matched: tuple[int, ...]) -> Decision:
         routes = [self._routes[i] for i in matched]
@@ -179,7 +182,7 @@ class RouteTable:
             pred, _, step, _ = candidates[k]
             if k != pos and pred is not None and not pred(event):
                 continue
-            i = step.index
+            i = step.position
             if step.gate is not None and not step.gate.admit(event):
                 continue
             if step.setters is not None:
@@ -218,9 +221,9 @@ class RouteTable:
             verdict, steps, budget = self._trace_route(step, route, event, tracer)
             traces.append(RouteTrace(route.name, route.span, verdict, steps, budget))
             if verdict in ("matched", "dropped"):
-                final = step.index
+                final = step.position
             elif verdict == "matched, continue":
-                matched += (step.index,)
+                matched += (step.position,)
         if final is not None:
             decision = self._lookup((*matched, final))
         else:
@@ -247,7 +250,7 @@ class RouteTable:
         if step.cont:
             return "matched, continue", steps, budget
         if step.drop:
-            self._dropped[step.index] += 1
+            self._dropped[step.position] += 1
             return "dropped", steps, budget
         return "matched", steps, budget
 
@@ -262,7 +265,7 @@ class RouteTable:
                 throttled[route.name] = step.gate.throttled
                 evicted[route.name] = step.gate.evicted
             if route.drop:
-                dropped[route.name] = self._dropped[step.index]
+                dropped[route.name] = self._dropped[step.position]
         if self._unmatched_route is not None and self._unmatched_route.drop:
             dropped[self._unmatched_route.name] = self._dropped[-1]
         return {"throttled": throttled, "throttle_evicted": evicted, "dropped": dropped}
