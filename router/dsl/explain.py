@@ -16,6 +16,7 @@ from typing import Any
 
 from dsrouter.dsl import ast
 from dsrouter.dsl.compiler import ExprCompiler
+from dsrouter.dsl.pretty import pretty_expr, regex
 from dsrouter.dsl.throttle import format_duration
 from dsrouter.options import Duration, Size
 
@@ -51,7 +52,7 @@ class Tracer:
             word = "not in" if node.negated else "in"
             return f"{val(node.left, event)} {word} {render(node.right)}"
         if isinstance(node, ast.Matches):
-            return f"{val(node.left, event)} matches {_regex(node)}"
+            return f"{val(node.left, event)} matches {regex(node.pattern, node.flags)}"
         if isinstance(node, ast.StringTest):
             return f"{val(node.left, event)} {node.op} {val(node.right, event)}"
         if isinstance(node, ast.Call):
@@ -84,39 +85,5 @@ def fmt(value: Any) -> str:
 
 
 def render(node: ast.Node) -> str:
-    """Source-like text of an expression."""
-    if isinstance(node, ast.Field):
-        return node.dotted
-    if isinstance(node, ast.Literal):
-        return fmt(node.value)
-    if isinstance(node, ast.Resolved):
-        return render(node.source) if node.secret else fmt(node.value)
-    if isinstance(node, ast.ListValue):
-        return "[" + ", ".join(render(i) for i in node.items) + "]"
-    if isinstance(node, ast.Call):
-        return f"{node.name}({', '.join(render(a) for a in node.args)})"
-    if isinstance(node, ast.Compare):
-        return f"{render(node.left)} {node.op} {render(node.right)}"
-    if isinstance(node, ast.Member):
-        word = "not in" if node.negated else "in"
-        return f"{render(node.left)} {word} {render(node.right)}"
-    if isinstance(node, ast.Matches):
-        return f"{render(node.left)} matches {_regex(node)}"
-    if isinstance(node, ast.StringTest):
-        return f"{render(node.left)} {node.op} {render(node.right)}"
-    if isinstance(node, ast.Not):
-        return f"not {_paren(node.operand)}"
-    if isinstance(node, ast.BoolOp):
-        return f"{_paren(node.left, node.op)} {node.op} {_paren(node.right, node.op)}"
-    return "?"
-
-
-def _paren(node: ast.Node, op: str | None = None) -> str:
-    text = render(node)
-    if isinstance(node, ast.BoolOp) and node.op != op:
-        return f"({text})"
-    return text
-
-
-def _regex(node: ast.Matches) -> str:
-    return f"/{node.pattern}/{node.flags}"
+    """Source text of an expression: the canonical form, secrets shown as their call."""
+    return pretty_expr(node)
