@@ -15,6 +15,7 @@ runs, pipes) cannot make them backtrack.
 from __future__ import annotations
 
 import re
+from itertools import islice
 
 __all__ = [
     "KEY",
@@ -23,6 +24,7 @@ __all__ = [
     "parse_cef",
     "parse_extension",
     "split_extension",
+    "unescape_last",
     "unescape_value",
 ]
 
@@ -85,10 +87,23 @@ def clean_pairs(d: dict[str, str], text: str) -> dict[str, str]:
         for k, v in d.items():
             if v[-1:] == " ":
                 d[k] = v.rstrip(" ")
-    if "\\" in text:
-        for k, v in d.items():
-            if "\\" in v:
+    return unescape_last(d, len(d), text)
+
+
+def unescape_last(d: dict, n: int, text: str) -> dict:
+    """Unescape the backslashed values among the last ``n`` entries of ``d``, taken from
+    ``text`` (which holds every backslash they do: the walk stops when all are seen)."""
+    left = text.count("\\")
+    if left:
+        # backslashes sit mostly in the last values (packet data, msg): walk back, stop early
+        for k in islice(reversed(d), n):
+            v = d[k]
+            seen = v.count("\\")
+            if seen:
                 d[k] = unescape_value(v)
+                left -= seen
+                if left <= 0:
+                    break
     return d
 
 

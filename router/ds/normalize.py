@@ -24,7 +24,7 @@ from collections.abc import Collection
 from typing import Any
 
 from dsrouter.ds.catalog import ALIASES, INT_ALIASES, INT_KEYS, LEEF_TO_CEF, RESERVED, classify
-from dsrouter.ds.cef import KEY, parse_cef, split_extension, unescape_value
+from dsrouter.ds.cef import KEY, clean_pairs, parse_cef, split_extension, unescape_last
 from dsrouter.ds.leef import parse_leef
 from dsrouter.syslog import (
     BODY_MARK,
@@ -49,15 +49,23 @@ _FAST = re.compile(
     r")CEF: ?(\d{1,3})\|" + r"([^|\\]*)\|" * 6 + rf"({KEY})=(.*)",
     re.S,
 )
-_heads: dict[str, Event] = {}
-_known_ints: dict[str, int] = {}
+Aliases = tuple[tuple[str, str, bool], ...]
+_heads: dict[str, tuple[Event, Aliases]] = {}
+_known_ints: dict[str, int | str] = {}
 _ALIASES = {
     m: tuple((s, a, a in INT_ALIASES, s in RESERVED) for s, a in pairs)
     for m, pairs in ALIASES.items()
 }
+_INT_KEYS = tuple(sorted(INT_KEYS))
 _LEEF_KEYS = tuple(LEEF_TO_CEF.items())
 _SEVERITY_WORDS = {"low": 3, "medium": 6, "high": 8, "very-high": 10}
-_PRI = [divmod(p, 8) for p in range(192)]
+#: Fast path: aliases of slots that can be present (no reserved slot), as (slot, alias, to_int).
+_FAST_ALIASES = {
+    m: tuple((s, a, a in INT_ALIASES and s not in INT_KEYS) for s, a, _, r in v if not r)
+    for m, v in _ALIASES.items()
+}
+#: PRI digits as the fast regex captures them (``\d{1,3}``) → (facility, severity).
+_PRI = {f"{p:0{w}d}": divmod(p, 8) for p in range(192) for w in (1, 2, 3) if len(f"{p:0{w}d}") == w}
 _split = split_extension
 
 
@@ -122,7 +130,7 @@ def _assemble(ev: Event, int_keys: Collection[str], env: dict, receipt: Receipt)
 def _merge(head: Event, ext: dict[str, Any], env: dict, receipt: Receipt) -> Event:
     """Careful path: move colliding extension keys aside, then assemble."""
     if not RESERVED.isdisjoint(ext):
-        head["ext_shadowed"] = {k: ext.pop(k) for k in RESERVED.intersection(ext)}
+        head["ext_shadowed"] = {k: ext.pop(k) for k in [k for k in ext if k in RESERVED]}
     head.update(ext)
     return _assemble(head, INT_KEYS.intersection(ext), env, receipt)
 
@@ -146,14 +154,16 @@ def _cef_head(
     return head
 
 
-def _new_head(m: re.Match, header: str) -> Event:
-    """The header part of the event for one CEF header text, cached (bounded)."""
+def _new_head(m: re.Match, header: str) -> tuple[Event, Aliases]:
+    """The header part of the event for one CEF header text and its module's aliases, cached
+    (bounded)."""
     head = _cef_head(*m.group(11, 12, 13, 14, 15, 16, 17))
+    entry = head, _FAST_ALIASES.get(head["module"], ())
     if len(header) <= 512:  # bounded memory: 4096 entries of at most ~1 KiB
         if len(_heads) >= 4096:
             _heads.clear()
-        _heads[header] = head
-    return head
+        _heads[header] = entry
+    return entry
 
 
 def _fast(text: str, receipt: Receipt, now: float, stamps: dict[str, str]) -> Event | None:
@@ -162,33 +172,77 @@ def _fast(text: str, receipt: Receipt, now: float, stamps: dict[str, str]) -> Ev
     if m is None:
         return None
     pri, bsd, host, key, rest = m.group(1, 2, 4, 18, 19)
-    pri = int(pri)
-    if pri > 191:
+    pri = _PRI.get(pri)
+    if pri is None:
         return None
     if host is None:
-        env = _env5424(*_PRI[pri], *m.group(5, 6, 7, 8, 9, 10))
+        env = _env5424(*pri, *m.group(5, 6, 7, 8, 9, 10))
     else:
         iso = m.group(3) if bsd is None else stamps.get(bsd) or rfc3164_to_iso(bsd, now)
         if iso is None:
             return None
-        facility, severity = _PRI[pri]
-        env = {"facility": facility, "severity": severity, "timestamp": iso, "hostname": host}
+        env = {"facility": pri[0], "severity": pri[1], "timestamp": iso, "hostname": host}
     if rest[-1:] in " \t\r\n":
         rest = rest.rstrip()
     parts = _split(rest)  # [v1, k2, v2, ...]
-    parts.insert(0, key)
-    keys = parts[::2]
-    if "  " in rest:
-        parts[1::2] = [v.rstrip(" ") if v[-1:] == " " else v for v in parts[1::2]]
-    if "\\" in rest:
-        parts[1::2] = [unescape_value(v) if "\\" in v else v for v in parts[1::2]]
-    if not RESERVED.isdisjoint(keys):
+    if key in RESERVED or not RESERVED.isdisjoint(parts[1::2]):
         return None  # a hostile or odd key: the careful path keeps it aside
     header = text[m.start(11) : m.start(18)]
-    ev = (_heads.get(header) or _new_head(m, header)).copy()
+    head, aliases = _heads.get(header) or _new_head(m, header)
     it = iter(parts)
-    ev.update(zip(it, it, strict=False))
-    return _assemble(ev, INT_KEYS.intersection(keys), env, receipt)
+    if "  " in rest:  # values to strip: clean them apart from the header fields
+        ext = {key: next(it)}
+        ext.update(zip(it, it, strict=False))
+        ev = head | clean_pairs(ext, rest)
+    else:
+        ev = head.copy()
+        ev[key] = next(it)
+        ev.update(zip(it, it, strict=False))
+        if "\\" in rest:
+            unescape_last(ev, len(ev) - len(head), rest)
+    _ext_ints(ev)
+    get = ev.get
+    host = get("dvchost") or get("dvc") or env.get("hostname")
+    if host:
+        ev["host"] = host
+    v = get("cn1")
+    if v.__class__ is int:
+        ev["host_id"] = v
+    if "TrendMicroDsTenant" in ev:
+        ev["tenant"] = ev["TrendMicroDsTenant"]
+    if "TrendMicroDsTenantId" in ev:
+        ev["tenant_id"] = ev["TrendMicroDsTenantId"]
+    known = _known_ints
+    for slot, alias, as_int in aliases:
+        v = get(slot)
+        if v is not None:
+            if as_int:
+                number = known.get(v)
+                v = _new_int(v) if number is None else number
+            ev[alias] = v
+    ev["syslog"] = env
+    ev["received_at"], ev["peer"], ev["input"], ev["raw"] = receipt
+    return ev
+
+
+def _ext_ints(ext: dict[str, Any]) -> None:
+    """Turn the integer-typed extension values into ints where the text is one."""
+    known = _known_ints
+    for k in _INT_KEYS:
+        if k in ext:
+            v = ext[k]
+            number = known.get(v)
+            ext[k] = _new_int(v) if number is None else number
+
+
+def _new_int(text: str) -> int | str:
+    """:func:`_int`, remembered for short texts (a dict lookup is ~4x cheaper than int())."""
+    number = _int(text)
+    if len(text) <= 8:
+        if len(_known_ints) > 100_000:  # bounded memory
+            _known_ints.clear()
+        _known_ints[text] = number
+    return number
 
 
 def _env5424(facility: int, severity: int, *fields: str) -> dict:

@@ -308,6 +308,8 @@ FAST_SHAPES = [
     "<134>Nov  7 23:18:32 h "
     + MANAGER.format(product="Deep Security Manager", sig=192)
     + " msg=Alert\\\\nSubject  x=1",
+    # a repeated key whose first value held the backslashes: fewer left in the kept values
+    "<134>Nov 27 23:18:32 h " + AGENT.format(sig=21) + " cs1=a\\=b\\\\ cs2=c\\|d cs1=e",
 ]
 
 
