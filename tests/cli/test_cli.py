@@ -9,6 +9,8 @@ import pytest
 
 from dsrouter.cli import main
 
+from .conftest import FW, IPS
+
 GOOD = """\
 output archive { type = "file", path = "a.jsonl" }
 output pager   { type = "stdout" }
@@ -24,26 +26,6 @@ route netbios_noise {
 }
 route everything { to archive, pager }
 """
-
-IPS = (
-    "<134>Nov 27 23:18:32 web-01 CEF:0|Trend Micro|Deep Security Agent|20.0.1.690|1000552|"
-    "Generic Cross Site Scripting(XSS) Prevention|8|cn1=12 cn1Label=Host ID dvchost=web-01 "
-    "src=203.0.113.9 act=Reset"
-)
-FW = (
-    "<134>Nov 27 23:18:33 web-01 CEF:0|Trend Micro|Deep Security Agent|20.0.1.690|21|"
-    "Out Of Allowed Policy|5|cn1=12 cn1Label=Host ID dvchost=web-01 dpt=138 act=Deny"
-)
-
-
-@pytest.fixture
-def conf(tmp_path):
-    def write(text, name="dsrouter.conf"):
-        p = tmp_path / name
-        p.write_text(text)
-        return str(p)
-
-    return write
 
 
 def test_check_valid(conf, capsys):
