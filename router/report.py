@@ -11,17 +11,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-UNMATCHED = "_unmatched"
+from dsrouter.dsl.checker import UNMATCHED
+from dsrouter.dsl.diagnostics import at as where
+
 PROGRESS_MIN_LINES = 2000  # shorter inputs finish before a bar would help
 PROGRESS_INTERVAL = 0.25  # seconds between redraws
 
 
 # ---- explain ----------------------------------------------------------------------------
-
-
-def where(span: Any) -> str:
-    """``path:line:column`` of a :class:`dsrouter.errors.Span`."""
-    return f"{span.path}:{span.line}:{span.column}"
 
 
 def explain_json(explanation: Any) -> list[dict]:
