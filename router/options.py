@@ -8,7 +8,6 @@ plugin's options are checked as strictly as a built-in's.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,8 +144,3 @@ def parse_address(text: str) -> tuple[str, int]:
     if not host:
         raise ValueError(f'missing host in "{text}"')
     return host, int(port)
-
-
-def option_table(options: Iterable[Option]) -> Mapping[str, Option]:
-    """Index options by name."""
-    return {o.name: o for o in options}
