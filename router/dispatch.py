@@ -178,6 +178,7 @@ class Dispatcher:
                 fh.write(
                     orjson.dumps(
                         {"output": name, "reason": reason, "event": ev},
+                        default=str,  # the last stop: a value an output choked on still lands
                         option=orjson.OPT_APPEND_NEWLINE,
                     )
                 )

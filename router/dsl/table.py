@@ -147,8 +147,12 @@ class RouteTable:
         return _Step(pred, route.cont, i, gate, setters, route.drop)
 
     def _setter(self, action: ast.SetField) -> Setter:
-        value = self._compiler.value(action.expr)
-        return make_setter(as_field(action.field), value)
+        is_const, const = self._compiler.constant(action.expr)
+        if is_const:
+            stored = event_value(const)
+            return make_setter(as_field(action.field), lambda e: stored)
+        raw = self._compiler.value(action.expr)
+        return make_setter(as_field(action.field), lambda e: event_value(raw(e)))
 
     def _combine(self, matched: tuple[int, ...]) -> Decision:
         routes = [self._routes[i] for i in matched]
@@ -269,6 +273,24 @@ class RouteTable:
         if self._unmatched_route is not None and self._unmatched_route.drop:
             dropped[self._unmatched_route.name] = self._dropped[-1]
         return {"throttled": throttled, "throttle_evicted": evicted, "dropped": dropped}
+
+
+_SCALARS = frozenset({str, int, float, bool, dict})
+
+
+def event_value(value: Any) -> Any:
+    """What ``set`` stores: plain JSON values, as parsed events hold (durations as seconds,
+    sizes as bytes, addresses and CIDR ranges as text), so every output can serialise them."""
+    cls = value.__class__
+    if cls in _SCALARS or value is None:
+        return value
+    if cls is list:
+        return [event_value(v) for v in value]
+    if isinstance(value, bool | int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
 
 
 def make_setter(target: ast.Field, value: Callable[[dict], Any]) -> Setter:

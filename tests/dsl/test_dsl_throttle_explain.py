@@ -241,3 +241,30 @@ def test_plugin_function_cannot_shadow_builtin():
 
     with pytest.raises(PluginError, match="built-in"):
         Plugins(extra=[Shadow()], entry_points=False)
+
+
+def test_set_stores_plain_json_values_every_output_can_write():
+    import orjson
+
+    from dsrouter.dsl import compile_routes, load_config_text
+
+    from .conftest import SPECS
+
+    text = (
+        'output o { type = "file", path = "a" }\n'
+        "route r { set window = 5m; set net = 10.0.0.0/8; set ip = 192.0.2.1; set sz = 1KiB;"
+        " set low = lower(name); to o }\n"
+    )
+    table = compile_routes(load_config_text(text, "t.conf", SPECS))
+    event = {"name": "XSS"}
+    table.decide(event)
+    assert event == {
+        "name": "XSS",
+        "window": 300.0,
+        "net": "10.0.0.0/8",
+        "ip": "192.0.2.1",
+        "sz": 1024,
+        "low": "xss",
+    }
+    assert [type(event[k]) for k in ("window", "sz")] == [float, int]
+    assert orjson.loads(orjson.dumps(event)) == event
