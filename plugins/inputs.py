@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dsrouter.api import Duration, InputType, Option, Size, hookimpl
-from dsrouter.transport import FRAMINGS, Sink, TcpListener, UdpListener
+from dsrouter.ingest.transport import FRAMINGS, Sink, TcpListener, UdpListener
 
 _LISTEN = Option("listen", "address", help='where to listen, "HOST:PORT" ("[::]:514" for IPv6)')
 _MAX_MESSAGE = Option(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dsrouter.framing import Framer
+from dsrouter.ingest.framing import Framer
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsrouter.framing import FRAMINGS, Framer
+from dsrouter.ingest.framing import FRAMINGS, Framer
 
 LIMIT = 24
 

@@ -9,9 +9,9 @@ import pytest
 
 from dsrouter import hookspecs
 from dsrouter.api import InputType
+from dsrouter.ingest.transport import TcpListener, UdpListener, send_tcp
 from dsrouter.options import Duration, Size
 from dsrouter.plugins import inputs
-from dsrouter.transport import TcpListener, UdpListener, send_tcp
 
 
 def registered() -> dict[str, InputType]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from dsrouter.errors import StartupError
-from dsrouter.transport import TcpListener, UdpListener, send_tcp, send_udp
+from dsrouter.ingest.transport import TcpListener, UdpListener, send_tcp, send_udp
 
 HOST = "127.0.0.1"
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from dsrouter.transport import TcpListener, UdpListener
+from dsrouter.ingest.transport import TcpListener, UdpListener
 
 LOGGER = shutil.which("logger")
 pytestmark = pytest.mark.skipif(LOGGER is None, reason="util-linux logger is not installed")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from dsrouter.errors import StartupError
-from dsrouter.framing import FRAMINGS, Framer
+from dsrouter.ingest.framing import FRAMINGS, Framer
 
 __all__ = ["FRAMINGS", "Framer", "Sink", "TcpListener", "UdpListener", "send_tcp", "send_udp"]
 

@@ -9,13 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from dsrouter import __version__, logs
-from dsrouter.defaults import DEFAULT_CONFIG, DEFAULT_CONFIG_NAME
+from dsrouter.cli.common import EXIT_INVALID, EXIT_OK, EXIT_STARTUP, load, print_diagnostics
 from dsrouter.errors import ConfigError, DsrouterError, PluginError, StartupError
-
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_STARTUP = 0, 1, 2, 3
 
 DESCRIPTION = """\
 dsrouter receives Trend Micro Deep Security events over syslog (CEF or LEEF, UDP or TCP),
@@ -108,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        _print_diagnostics(exc.diagnostics)
+        print_diagnostics(exc.diagnostics)
         return EXIT_INVALID
     except StartupError as exc:
         print(f"dsrouter: cannot start: {exc}", file=sys.stderr)
@@ -123,64 +120,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _print_diagnostics(diagnostics) -> None:
-    for d in diagnostics:
-        print(d.render(), file=sys.stderr)
-    errors = sum(1 for d in diagnostics if d.is_error)
-    if errors:
-        print(f"dsrouter: {errors} error(s); configuration not valid", file=sys.stderr)
-
-
-def load(args, plugins=None):
-    """Load and check the configuration named by ``-c`` (or the embedded default)."""
-    from dsrouter.dsl import load_config, load_config_text
-    from dsrouter.plugin import Plugins
-
-    plugins = plugins or Plugins()
-    specs = plugins.option_specs()
-    if args.config:
-        config = load_config(args.config, specs)
-        source = args.config
-    else:
-        config = load_config_text(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, specs, base_dir=Path.cwd())
-        source = DEFAULT_CONFIG_NAME
-    return config, plugins, source
-
-
 def cmd_run(args) -> int:
     from dsrouter.daemon import run_daemon
 
     config, plugins, source = load(args)
-    _print_diagnostics(config.warnings)
+    print_diagnostics(config.warnings)
     return run_daemon(config, plugins, logs.get_logger(), source)
 
 
 def cmd_check(args) -> int:
-    from dsrouter.commands import check
+    from dsrouter.cli.commands import check
 
     return check(args)
 
 
 def cmd_dry_run(args) -> int:
-    from dsrouter.commands import dry_run
+    from dsrouter.cli.commands import dry_run
 
     return dry_run(args)
 
 
 def cmd_test(args) -> int:
-    from dsrouter.commands import run_tests
+    from dsrouter.cli.commands import run_tests
 
     return run_tests(args)
 
 
 def cmd_plugins(args) -> int:
-    from dsrouter.commands import list_plugins
+    from dsrouter.cli.commands import list_plugins
 
     return list_plugins(args)
 
 
 def cmd_send(args) -> int:
-    from dsrouter.commands import send
+    from dsrouter.cli.commands import send
 
     return send(args)
 

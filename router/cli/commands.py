@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from dsrouter.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, load
+from dsrouter.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, load, print_json
 from dsrouter.errors import ConfigError
 
 
@@ -20,10 +20,10 @@ def check(args) -> int:
     except ConfigError as exc:
         if not args.json:
             raise
-        _print_json({"valid": False, "diagnostics": [d.to_json() for d in exc.diagnostics]})
+        print_json({"valid": False, "diagnostics": [d.to_json() for d in exc.diagnostics]})
         return EXIT_INVALID
     if args.json:
-        _print_json({"valid": True, "diagnostics": [d.to_json() for d in config.warnings]})
+        print_json({"valid": True, "diagnostics": [d.to_json() for d in config.warnings]})
         return EXIT_OK
     for d in config.warnings:
         print(d.render(), file=sys.stderr)
@@ -33,11 +33,6 @@ def check(args) -> int:
         f"{len(config.warnings)} warning(s)"
     )
     return EXIT_OK
-
-
-def _print_json(obj) -> None:
-    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
-    sys.stdout.flush()
 
 
 def _read_inputs(files: list[str]) -> Iterator[tuple[str | None, int, bytes]]:
@@ -166,9 +161,9 @@ def list_plugins(args) -> int:
 
 def send(args) -> int:
     """Send lines from a file, stdin or the built-in samples."""
+    from dsrouter.ingest.transport import send_tcp, send_udp
     from dsrouter.options import parse_address
     from dsrouter.samples import sample_lines
-    from dsrouter.transport import send_tcp, send_udp
 
     try:
         host, port = parse_address(args.target)
