@@ -5,11 +5,12 @@
 
 The workload is the shared harness's DS mix (gen_events.py, seed 1) in ``WORK/data/events.log``.
 Lines are read and split once, outside the timing (a TCP receiver's framing does that split).
-Each pass then feeds batches of ``--batch`` messages through exactly what ``router/daemon.py``
-does per flush: ``parse_batch`` → ``RouteTable.decide`` (via the ``Dispatcher``) → the ``file``
-output writing JSON lines, with the routing of ``benchlib.CONFIG_TEMPLATE`` (all events to
-``all.jsonl``, severity >= 6 also to ``sev.jsonl`` through a ``continue`` route). The garbage
-collector stays on, as in the daemon. Stages are interleaved over ``--reps``
+Each pass then feeds batches of ``--batch`` messages through exactly what ``router/pipeline.py``
+does per flush: ``parse_batch`` → ``RouteTable.decide`` → the delivery engine's memory queues →
+the ``file`` output's worker thread writing JSON lines (a pass ends when every queue is
+drained), with the routing of ``benchlib.CONFIG_TEMPLATE`` (all events to ``all.jsonl``,
+severity >= 6 also to ``sev.jsonl`` through a ``continue`` route). The garbage collector stays
+on, as in the daemon. Stages are interleaved over ``--reps``
 rounds; the figure per stage is the median (min–max shown).
 """
 
@@ -28,13 +29,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import benchlib
+import structlog
 
-from dsrouter.api import OutputContext
-from dsrouter.daemon import tune_runtime
-from dsrouter.dispatch import Dispatcher
+from dsrouter.delivery.engine import Engine
 from dsrouter.ds import parse_batch
 from dsrouter.dsl import compile_routes, load_config_text
+from dsrouter.pipeline import Pipeline as DaemonPipeline
 from dsrouter.plugin import Plugins
+from dsrouter.runtime import tune_runtime
 
 
 def _stamp() -> str:
@@ -50,14 +52,12 @@ class Pipeline:
         plugins = Plugins(entry_points=False)  # built-ins only
         text = benchlib.config_text(outdir / "data", self.all_path, self.sev_path)
         self.config = load_config_text(text, "<bench>", plugins.option_specs(), base_dir=outdir)
-        self.decide = compile_routes(self.config).decide
-        ctx = OutputContext(data_dir=outdir / "data", config_dir=outdir)
-        self.outputs = {}
-        for block in self.config.outputs:
-            out = plugins.outputs[block.type].factory(block.name, block.options, ctx)
-            out.open()
-            self.outputs[block.name] = out
-        self.dispatcher = Dispatcher(self.decide, self.outputs, outdir / "data" / "deadletter")
+        table = compile_routes(self.config)
+        self.decide = table.decide
+        log = structlog.get_logger()
+        self.engine = Engine(outdir / "data", outdir, plugins.outputs, log)
+        self.engine.open(self.config.outputs)
+        self.flow = DaemonPipeline(self.engine, table, outdir / "data", log)
 
     def parse(self, batches: list[list[bytes]]) -> None:
         for batch in batches:
@@ -70,9 +70,16 @@ class Pipeline:
                 decide(ev)
 
     def parse_route_output(self, batches: list[list[bytes]]) -> None:
-        process = self.dispatcher.process
+        flow = self.flow
         for batch in batches:
-            process(parse_batch(batch, "bench", "127.0.0.1", _stamp()))
+            flow.pending.append(("bench", "127.0.0.1", batch, False))
+            flow.flush()
+            while flow.engine.holding:
+                time.sleep(0.001)
+                flow.tick()
+        for lane in self.engine.lanes.values():  # the pass ends when the outputs are done
+            while lane.queue.stats().events:
+                time.sleep(0.001)
 
     def truncate(self) -> None:
         """Empty the output files between passes (the fds stay open in append mode)."""
@@ -81,8 +88,11 @@ class Pipeline:
                 path.write_bytes(b"")
 
     def close(self) -> dict:
-        self.dispatcher.close()
-        return self.dispatcher.stats()
+        snap = self.engine.snapshot()
+        self.engine.close(time.monotonic() + 10)
+        return {
+            "output_dead_lettered_total": {n: o["dead_lettered_total"] for n, o in snap.items()}
+        }
 
 
 def _once(fn: Callable[[], None], before: Callable[[], None]) -> tuple[float, float, float]:

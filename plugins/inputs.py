@@ -1,6 +1,6 @@
 """The built-in ``udp`` and ``tcp`` input types, registered as any third-party plugin would.
 
-input dsm_udp { type = "udp", listen = "0.0.0.0:514" }
+input dsm_udp { type = "udp", listen = "0.0.0.0:514", recv_buffer = 16MiB }
 input dsm_tcp { type = "tcp", listen = "0.0.0.0:601", framing = "auto", idle_timeout = 5m }
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dsrouter.api import Duration, InputType, Option, Size, hookimpl
-from dsrouter.ingest.transport import FRAMINGS, Sink, TcpListener, UdpListener
+from dsrouter.ingest.transport import FRAMINGS, UDP_RCVBUF, Sink, TcpListener, UdpListener
 
 _LISTEN = Option("listen", "address", help='where to listen, "HOST:PORT" ("[::]:514" for IPv6)')
 _MAX_MESSAGE = Option(
@@ -20,7 +20,18 @@ _MAX_MESSAGE = Option(
     help="longest message accepted; longer ones are counted and skipped",
 )
 
-UDP_OPTIONS = (_LISTEN, _MAX_MESSAGE)
+UDP_OPTIONS = (
+    _LISTEN,
+    _MAX_MESSAGE,
+    Option(
+        "recv_buffer",
+        "size",
+        Size(UDP_RCVBUF),
+        help="socket receive buffer for bursts (0: the OS default); past the sysctl "
+        "net.core.rmem_max it needs root, else it is capped with a warning; datagrams the "
+        'kernel drops when it is full count as dropped, reason "kernel"',
+    ),
+)
 
 TCP_OPTIONS = (
     _LISTEN,
@@ -61,7 +72,14 @@ def _opt(options: Mapping[str, Any], spec: tuple[Option, ...], name: str) -> Any
 def make_udp(name: str, options: Mapping[str, Any], sink: Sink) -> UdpListener:
     """Build the ``udp`` listener from checked options."""
     host, port = options["listen"]
-    return UdpListener(name, host, port, sink, int(_opt(options, UDP_OPTIONS, "max_message")))
+    return UdpListener(
+        name,
+        host,
+        port,
+        sink,
+        max_message=int(_opt(options, UDP_OPTIONS, "max_message")),
+        recv_buffer=int(_opt(options, UDP_OPTIONS, "recv_buffer")),
+    )
 
 
 def make_tcp(name: str, options: Mapping[str, Any], sink: Sink) -> TcpListener:

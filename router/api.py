@@ -1,11 +1,19 @@
 """The public API for plugin authors: everything a third-party output or input imports.
 
 An output plugin module implements the ``dsrouter_register_outputs`` hook and registers an
-:class:`OutputType`; the daemon builds one :class:`Output` per ``output`` block and calls its
-``send()`` with batches of normalized events (plain dicts). ``send()`` returns normally when the
-batch is delivered, raises :class:`RetryLater` for a transient failure (the batch is retried with
-backoff) and :class:`PermanentFailure` when retrying cannot help (the batch is dead-lettered).
-Any other exception counts as transient.
+:class:`OutputType`; the daemon builds one :class:`Output` per ``output`` block. Each output
+has its own queue and its own worker thread, which calls ``send()`` with batches of
+normalized events (plain dicts); ``send()`` may block (it never runs on the receivers' event
+loop). Its outcome is the delivery contract:
+
+* it returns normally: every event of the batch was delivered;
+* :class:`RetryLater`: a transient failure (connection refused, disk full, HTTP 503); the
+  batch stays queued and is offered again with backoff (``retry_after`` overrides the delay);
+* :class:`PermanentFailure`: retrying cannot help this batch; it is dead-lettered;
+* :class:`PartialFailure`: the failure concerns some events only (a path that cannot exist, a
+  value the peer rejects): those listed in ``rejected`` are dead-lettered alone, those in
+  ``retry`` are retried, and every other event of the batch counts as delivered;
+* any other exception counts as transient, like :class:`RetryLater`.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ __all__ = [
     "Output",
     "OutputContext",
     "OutputType",
+    "PartialFailure",
     "PermanentFailure",
     "RetryLater",
     "Size",
@@ -40,11 +49,53 @@ Event = dict[str, Any]
 
 
 class RetryLater(Exception):
-    """A transient delivery failure: the same batch will be offered again later."""
+    """A transient delivery failure: the same batch will be offered again later.
+
+    ``retry_after`` (seconds), when the peer said how long to wait (HTTP ``Retry-After``),
+    replaces the output's backoff delay for this retry.
+    """
+
+    def __init__(self, reason: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class PermanentFailure(Exception):
-    """Delivery can never succeed for this batch: it goes to the dead-letter file."""
+    """Delivery can never succeed for this batch: it goes to the dead-letter store.
+
+    ``response`` is kept with each dead letter when there is one, e.g. ``{"status": 403,
+    "body": "..."}`` for HTTP (never request headers: they may hold secrets).
+    """
+
+    def __init__(self, reason: str = "", *, response: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.response = dict(response) if response is not None else None
+
+
+class PartialFailure(Exception):
+    """Some events of the batch failed; every event not named here was delivered.
+
+    ``rejected`` maps a batch index to the :class:`PermanentFailure` (or reason text) of an
+    event that can never be delivered: it is dead-lettered alone. ``retry`` lists the indices
+    of events that failed transiently: they are offered again later (``retry_after`` as for
+    :class:`RetryLater`).
+    """
+
+    def __init__(
+        self,
+        reason: str = "",
+        *,
+        rejected: Mapping[int, PermanentFailure | str] | None = None,
+        retry: Sequence[int] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.rejected = {
+            i: f if isinstance(f, PermanentFailure) else PermanentFailure(str(f))
+            for i, f in (rejected or {}).items()
+        }
+        self.retry = tuple(retry)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -57,7 +108,16 @@ class OutputContext:
 
 
 class Output:
-    """Base class of a destination. Subclasses override :meth:`send` and maybe the others."""
+    """Base class of a destination. Subclasses override :meth:`send` and maybe the others.
+
+    Every method runs on the output's own worker thread (never on the receivers' event loop),
+    one call at a time unless :attr:`concurrency` is above 1, in which case up to that many
+    ``send()`` calls run at once on separate threads (an HTTP output with keep-alive
+    connections, for example); ``open``, ``reopen`` and ``close`` never overlap a ``send``.
+    """
+
+    #: How many batches may be in flight at once (each on its own worker thread).
+    concurrency: int = 1
 
     def __init__(self, name: str, options: Mapping[str, Any], context: OutputContext) -> None:
         self.name = name
@@ -73,6 +133,9 @@ class Output:
 
     def flush(self) -> None:
         """Push buffered data down (called after each batch and before close)."""
+
+    def reopen(self) -> None:
+        """Reopen files or connections; called on reload (SIGHUP) for outputs that stay."""
 
     def close(self) -> None:
         """Release resources. Called once at shutdown."""
@@ -91,6 +154,9 @@ class OutputType:
     options: tuple[Option, ...] = ()
     help: str = ""
     plugin: str = field(default="", compare=False)
+    #: The ``queue`` option's default: ``"disk"`` for outputs that talk to the network (an
+    #: outage should survive a restart), ``"memory"`` for local ones.
+    default_queue: str = "memory"
 
 
 @dataclass(frozen=True)

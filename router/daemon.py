@@ -1,205 +1,233 @@
-"""The running daemon: listeners feed batches into parse → route → deliver on one event loop.
+"""The running daemon: start-up, signals, the periodic tick, reload and a draining shutdown.
 
-Receivers call a sink with every message of a received chunk; the sink only appends to a pending
-list and schedules one flush for the current loop iteration, so a flush handles everything that
-arrived from every connection since the last one: the per-event path is a batch path.
+Data flows ``ingest`` (listeners) → :mod:`dsrouter.pipeline` (parse, route) →
+:mod:`dsrouter.delivery` (per-output queues and worker threads) → outputs. This module owns
+the lifecycle around that flow:
+
+* start-up takes the data_dir lock, opens every output's queue and worker, binds the inputs,
+  the control socket and ``/metrics``;
+* SIGHUP (or ``dsrouter reload``) re-reads the configuration: an invalid one is refused and
+  the old one keeps running; a valid one swaps the route table between two batches, keeps
+  unchanged inputs and outputs as they are and reopens files (logrotate);
+* SIGTERM / SIGINT (Ctrl-C, a service stop on Windows) stop accepting, keep reading open
+  connections until they are idle or ``shutdown_timeout`` passes, commit everything to the
+  queues and stop the workers; a second SIGINT exits at once (queues are crash-safe).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import gc
+import os
 import signal
 import sys
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from dsrouter.api import Output, OutputContext
-from dsrouter.dispatch import Dispatcher
-from dsrouter.ds import parse_batch
+from dsrouter.control import ControlServer, DaemonLock
+from dsrouter.daemon_ops import DaemonOps
+from dsrouter.delivery.engine import Engine
 from dsrouter.dsl import Config, compile_routes
 from dsrouter.errors import StartupError
 from dsrouter.metrics import MetricsServer
+from dsrouter.pipeline import Pipeline
 from dsrouter.plugin import Plugins
+from dsrouter.runtime import tune_runtime
 
 STATS_INTERVAL = 60.0
+TICK = 0.1
+IDLE_GRACE = 0.5  # at shutdown, a connection silent this long has sent everything
 
 
-class Daemon:
-    """Builds outputs, the route table and listeners from a checked :class:`Config`."""
+class Daemon(DaemonOps):
+    """Builds the engine, pipeline and listeners from a checked :class:`Config`."""
 
-    def __init__(self, config: Config, plugins: Plugins, log: Any, source: str) -> None:
-        self.config = config
-        self.plugins = plugins
-        self.log = log
-        self.source = source
+    def __init__(
+        self,
+        config: Config,
+        plugins: Plugins,
+        log: Any,
+        source: str,
+        reload_config: Callable[[], Config] | None = None,
+    ) -> None:
+        self.config, self.plugins, self.log, self.source = config, plugins, log, source
+        self.reload_config = reload_config
         self.data_dir = Path(config.settings["data_dir"])
-        self.pending: list[tuple[str, str, list[bytes]]] = []
-        self.flush_scheduled = False
-        self.pipeline_errors = 0
-        self.unparsed = 0
-        self.batches = 0
+        self.lock = DaemonLock(self.data_dir)
+        self.engine: Engine | None = None
+        self.pipeline: Pipeline | None = None
         self.listeners: list[tuple[Any, Any]] = []
-        self.outputs: dict[str, Output] = {}
-        self.dispatcher: Dispatcher | None = None
         self.metrics: MetricsServer | None = None
-        self.table: Any = None
+        self.control: ControlServer | None = None
+        self.stop_event: asyncio.Event | None = None
+        self.signals = 0
+        self.reload_state: dict[str, Any] = {
+            "success": 1,
+            "timestamp": 0.0,
+            "total": 0,
+            "failed_total": 0,
+            "errors": [],
+        }
 
-    # -- start-up -----------------------------------------------------------------------
-    def _prepare_dirs(self) -> None:
+    # -- start-up -------------------------------------------------------------------------
+    def _prepare(self) -> None:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StartupError(f"cannot create data_dir {self.data_dir}: {exc.strerror}") from exc
+        self.lock.acquire()
 
-    def _build_outputs(self) -> None:
-        ctx = OutputContext(
-            data_dir=self.data_dir, config_dir=self.config.base_dir, logger=self.log
+    def _build(self) -> None:
+        loop = asyncio.get_running_loop()
+        wake = self._wake_from_thread(loop)
+        self.engine = Engine(
+            self.data_dir, self.config.base_dir, self.plugins.outputs, self.log, on_progress=wake
         )
-        for block in self.config.outputs:
-            kind = self.plugins.outputs[block.type]
-            try:
-                out = kind.factory(block.name, block.options, ctx)
-                out.open()
-            except Exception as exc:
-                raise StartupError(
-                    f"output '{block.name}' ({block.type}) failed to start: {exc}"
-                ) from exc
-            self.outputs[block.name] = out
-        self.table = table = compile_routes(self.config)
-        self.dispatcher = Dispatcher(
-            table.decide, self.outputs, self.data_dir / "deadletter", log=self.log
-        )
+        self.engine.open(self.config.outputs)
+        self.pipeline = Pipeline(self.engine, compile_routes(self.config), self.data_dir, self.log)
 
-    async def _start_listeners(self) -> None:
-        for block in self.config.inputs:
-            kind = self.plugins.inputs[block.type]
-            listener = kind.factory(block.name, block.options, self._sink_for(block.name))
-            await listener.start()
+    def _wake_from_thread(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        """Workers call this after progress: a paused pipeline retries its held batches."""
+
+        def wake() -> None:
+            if self.pipeline is not None and self.pipeline.paused:
+                loop.call_soon_threadsafe(self.pipeline.tick)
+
+        return wake
+
+    async def _start_inputs(self, blocks) -> None:
+        assert self.pipeline is not None
+        for block in blocks:
+            listener = await self._start_input(block)
             self.listeners.append((block, listener))
+            self.pipeline.listeners.append(listener)
 
-    async def _start_metrics(self) -> None:
+    async def _start_input(self, block) -> Any:
+        assert self.pipeline is not None
+        kind = self.plugins.inputs[block.type]
+        listener = kind.factory(block.name, block.options, self.pipeline.sink_for(block.name))
+        await listener.start()
+        return listener
+
+    async def _start_servers(self) -> None:
+        self.control = ControlServer(self.data_dir, self.handle_control)
+        await self.control.start()
         address = self.config.settings.get("metrics")
         if address:
-            self.metrics = MetricsServer(address[0], address[1], self.stats)
+            self.metrics = MetricsServer(address[0], address[1], self.snapshot, self.health)
             await self.metrics.start()
 
-    def _sink_for(self, name: str):
-        pending = self.pending
-
-        def sink(messages: list[bytes], peer: str) -> None:
-            pending.append((name, peer, messages))
-            if not self.flush_scheduled:
-                self.flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self.flush)
-
-        return sink
-
-    # -- the batch path -----------------------------------------------------------------
-    def flush(self) -> None:
-        """Parse, route and deliver everything received since the last flush."""
-        self.flush_scheduled = False
-        if not self.pending:
-            return
-        batch, self.pending[:] = list(self.pending), []
-        self.batches += 1
-        received_at = datetime.now(UTC).isoformat(timespec="microseconds")
-        events: list[dict] = []
-        for name, peer, messages in batch:
-            events.extend(parse_batch(messages, name, peer, received_at))
-        self.unparsed += sum(1 for ev in events if "parse_error" in ev)
-        assert self.dispatcher is not None, "flush before start-up"
-        try:
-            self.dispatcher.process(events)
-        except Exception as exc:  # a bug must not lose the batch: keep it for replay
-            self.pipeline_errors += 1
-            self._dead_letter_batch(events, exc)
-
-    def _dead_letter_batch(self, events: list[dict], exc: Exception) -> None:
-        path = self.data_dir / "deadletter" / "_pipeline.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as fh:
-            for ev in events:
-                fh.write(
-                    orjson.dumps(
-                        {"reason": repr(exc), "event": ev},
-                        default=str,
-                        option=orjson.OPT_APPEND_NEWLINE,
-                    )
-                )
-        self.log.error("pipeline_failed", events=len(events), error=repr(exc), path=str(path))
-
-    # -- lifecycle ----------------------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
         """Start everything, serve until SIGTERM/SIGINT, then drain and stop cleanly."""
-        self._prepare_dirs()
-        self._build_outputs()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        tune_runtime()
+        self._prepare()
         try:
-            await self._start_listeners()
-            await self._start_metrics()
+            self._build()
+            self.stop_event = asyncio.Event()
+            self._install_signals()
+            tune_runtime()
+            await self._start_inputs(self.config.inputs)
+            await self._start_servers()
             self._banner()
-            await self._serve(stop)
+            await self._serve()
+            await self._drain()
         finally:
             self._shutdown()
+            self.lock.release()
 
-    async def _serve(self, stop: asyncio.Event) -> None:
+    def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
-        assert self.dispatcher is not None
-        next_stats = loop.time() + STATS_INTERVAL
-        while not stop.is_set():
+        handlers: dict[int, Callable[[], object]] = {
+            signal.SIGTERM: self._on_stop,
+            signal.SIGINT: self._on_stop,
+        }
+        if hasattr(signal, "SIGHUP"):
+            handlers[signal.SIGHUP] = lambda: loop.create_task(self.reload())
+        for sig, handler in handlers.items():
             try:
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
+                loop.add_signal_handler(sig, handler)
+            except (NotImplementedError, RuntimeError):  # Windows' proactor loop
+                signal.signal(sig, lambda *_, h=handler: loop.call_soon_threadsafe(h))
+
+    def _on_stop(self) -> None:
+        self.signals += 1
+        if self.signals > 1:  # a second Ctrl-C: leave now; the queues recover at start-up
+            self.log.warning("daemon_killed", help="second stop signal: exiting at once")
+            sys.stderr.flush()
+            os._exit(130)
+        assert self.stop_event is not None
+        self.stop_event.set()
+
+    async def _serve(self) -> None:
+        assert self.stop_event is not None and self.pipeline is not None and self.engine
+        loop = asyncio.get_running_loop()
+        next_stats = loop.time() + STATS_INTERVAL
+        while not self.stop_event.is_set():
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), timeout=TICK)
             except TimeoutError:
                 pass
-            self.dispatcher.tick()
+            self.pipeline.tick()
+            self.engine.reap()
             if loop.time() >= next_stats:
                 next_stats += STATS_INTERVAL
-                self.log.info("stats_reported", **self.stats())
+                self.log.info("stats_reported", **self.summary())
+
+    async def _drain(self) -> None:
+        """Stop accepting; read open connections until idle or ``shutdown_timeout``."""
+        assert self.pipeline is not None and self.engine is not None
+        self.log.info("daemon_stopping", connections=self._open_connections())
+        for _, listener in self.listeners:
+            getattr(listener, "stop_accepting", lambda: None)()
+        for lane in self.engine.lanes.values():  # what senders already sent must fit
+            lane.queue.max_events = lane.queue.max_bytes = 0
+        self.pipeline.tick()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(self.config.settings.get("shutdown_timeout") or 10.0)
+        while loop.time() < deadline and not self._all_idle():
+            await asyncio.sleep(0.05)
+            self.pipeline.tick()
+
+    def _all_idle(self) -> bool:
+        idle = [getattr(lst, "idle_for", lambda: float("inf"))() for _, lst in self.listeners]
+        return all(i >= IDLE_GRACE for i in idle)
+
+    def _open_connections(self) -> int:
+        return sum(len(getattr(lst, "connections", ())) for _, lst in self.listeners)
 
     def _shutdown(self) -> None:
         if self.metrics is not None:
             self.metrics.close()
+        if self.control is not None:
+            self.control.close()
         for _, listener in self.listeners:
             listener.close()
-        self.flush()
-        if self.dispatcher is not None:
-            self.dispatcher.close()
+        if self.pipeline is not None:
+            self.pipeline.flush()
+        if self.engine is not None:
+            timeout = float(self.config.settings.get("shutdown_timeout") or 10.0)
+            left = self.engine.close(time.monotonic() + timeout)
             if self.listeners:
-                self.log.info("daemon_stopped", **self.stats())
-
-    def stats(self) -> dict[str, Any]:
-        stats = self.dispatcher.stats() if self.dispatcher else {}
-        stats["pipeline_errors_total"] = self.pipeline_errors
-        stats["events_unparsed_total"] = self.unparsed
-        stats["batches_total"] = self.batches
-        if self.table is not None:
-            counters = self.table.counters()
-            stats["route_throttled_total"] = counters.get("throttled", {})
-            stats["route_throttle_evicted_total"] = counters.get("throttle_evicted", {})
-        stats["inputs"] = {block.name: dict(lst.stats) for block, lst in self.listeners}
-        return stats
+                self.log.info("daemon_stopped", queued=left, **self.summary())
 
     def _banner(self) -> None:
         out = [f"dsrouter running with {self.source}"]
         for block, listener in self.listeners:
             host, port = listener.address[:2]
-            out.append(f"  input  {block.name}  {block.type}  {host}:{port}")
-        for name, output in self.outputs.items():
-            out.append(f"  output {name}  {output.describe()}")
+            extra = ""
+            if getattr(listener, "recv_buffer", None):
+                extra = f"  recv_buffer {listener.recv_buffer}"
+            out.append(f"  input  {block.name}  {block.type}  {host}:{port}{extra}")
+        assert self.engine is not None
+        for name, lane in self.engine.lanes.items():
+            queue = lane.delivery.queue
+            out.append(f"  output {name}  {lane.output.describe()}  queue={queue}")
         if self.metrics is not None:
             host, port = self.metrics.address
             out.append(f"  metrics http://{host}:{port}/metrics  http://{host}:{port}/healthz")
         out.append(f"  data   {self.data_dir}")
-        out.append("Stop with Ctrl+C (SIGINT) or SIGTERM.")
+        out.append("Stop with Ctrl+C (SIGINT) or SIGTERM; reload with SIGHUP or dsrouter reload.")
         print("\n".join(out), flush=True)
         for block, listener in self.listeners:
             host, port = listener.address[:2]
@@ -208,35 +236,15 @@ class Daemon:
             )
 
 
-def _tune_malloc() -> None:
-    """Keep glibc from returning freed batch memory to the kernel after every batch: the next
-    batch would fault it back in page by page (measured: ~8 µs per event in page faults)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (macOS, Windows, musl): nothing to tune
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
-    libc.mallopt(m_mmap_threshold, 64 * 1024 * 1024)
-
-
-def _tune_gc() -> None:
-    """Events are acyclic and short-lived: move start-up objects out of the collector's way and
-    collect the young generation rarely, so big batches are not rescanned again and again."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
-
-
-def tune_runtime() -> None:
-    """Process-wide tuning for the batch path (the benchmarks call it too)."""
-    _tune_gc()
-    _tune_malloc()
-
-
-def run_daemon(config: Config, plugins: Plugins, log: Any, source: str) -> int:
+def run_daemon(
+    config: Config,
+    plugins: Plugins,
+    log: Any,
+    source: str,
+    reload_config: Callable[[], Config] | None = None,
+) -> int:
     """Run until stopped; StartupError propagates to the CLI (exit 3)."""
-    daemon = Daemon(config, plugins, log, source)
+    daemon = Daemon(config, plugins, log, source, reload_config)
     asyncio.run(daemon.run())
     sys.stdout.flush()
     return 0

@@ -1,60 +1,305 @@
 """``/metrics`` (Prometheus text format) and ``/healthz`` over plain HTTP on ``settings.metrics``.
 
 A deliberately small asyncio server: GET only, no keep-alive, requests bounded in size and time.
-It reads the daemon's counters when asked; nothing on the event path knows it exists.
+``/metrics`` is rendered by ``prometheus_client`` from a private registry holding one collector
+that calls ``snapshot()`` at scrape time and turns the dict into metric families
+(:func:`collect_families`). Nothing on the event path touches prometheus objects.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from dsrouter.errors import StartupError
 
+__all__ = ["MetricsServer", "SnapshotCollector", "collect_families", "health_text"]
+
+Snapshot = Callable[[], Mapping[str, Any]]
+Health = Callable[[], tuple[bool, list[str]]]
+_Family = type[CounterMetricFamily] | type[GaugeMetricFamily]
+
 _MAX_REQUEST = 8192
 _TIMEOUT = 5.0
+_TEXT = "text/plain; charset=utf-8"
+_log = structlog.get_logger()
+
+C, G = CounterMetricFamily, GaugeMetricFamily
+
+# (family class, name - counters without "_total", the client appends it -, snapshot key, help)
+_INPUT = (
+    (C, "dsrouter_events_received", "messages_total", "Syslog messages received by the input."),
+    (C, "dsrouter_input_bytes", "bytes_total", "Bytes received by the input, framing included."),
+    (C, "dsrouter_input_connections", "connections_total", "TCP connections accepted."),
+    (G, "dsrouter_input_connections_active", "connections_active", "TCP connections open now."),
+    (
+        C,
+        "dsrouter_input_rejected_connections",
+        "rejected_connections_total",
+        "TCP connections closed at once because max_connections was reached.",
+    ),
+    (
+        C,
+        "dsrouter_input_idle_closed",
+        "idle_closed_total",
+        "TCP connections closed after idle_timeout without data.",
+    ),
+    (
+        G,
+        "dsrouter_input_recv_buffer_bytes",
+        "recv_buffer_bytes",
+        "Effective socket receive buffer of the UDP input (raise net.core.rmem_max for more).",
+    ),
+)
+_INPUT_DROPS = (  # (reason label, snapshot key)
+    ("oversize", "oversize_total"),
+    ("invalid", "invalid_total"),
+    ("kernel", "kernel_drops_total"),
+    ("sink_error", "sink_errors_total"),
+)
+_TOTALS = (
+    (C, "dsrouter_events_parsed", "events_total", "Messages parsed into events."),
+    (
+        C,
+        "dsrouter_events_unparsed",
+        "events_unparsed_total",
+        "Events that did not parse as Deep Security CEF/LEEF (routed raw, with parse_error).",
+    ),
+    (
+        C,
+        "dsrouter_pipeline_errors",
+        "pipeline_errors_total",
+        "Batches whose routing raised (a bug); their events were dead-lettered.",
+    ),
+    (C, "dsrouter_batches", "batches_total", "Batches of messages handed to the pipeline."),
+    (C, "dsrouter_events_unrouted", "events_unrouted_total", "Events no route matched."),
+)
+_ROUTE = (
+    (C, "dsrouter_route_events", "events_total", "Events matched by the route."),
+    (C, "dsrouter_route_dropped", "dropped_total", "Events a drop route discarded on purpose."),
+    (
+        C,
+        "dsrouter_route_throttled",
+        "throttled_total",
+        "Events over the route's throttle budget (they fall through to later routes).",
+    ),
+    (
+        C,
+        "dsrouter_route_throttle_evicted",
+        "throttle_evicted_total",
+        "Throttle keys evicted early because the route's key table was full.",
+    ),
+)
+_OUTPUT = (
+    (C, "dsrouter_output_delivered", "delivered_total", "Events delivered by the output."),
+    (C, "dsrouter_output_retried", "retried_total", "Delivery attempts retried after a failure."),
+    (C, "dsrouter_output_failed", "failed_total", "Events whose delivery failed for good."),
+    (
+        C,
+        "dsrouter_output_dead_lettered",
+        "dead_lettered_total",
+        "Events written to the output's dead-letter file.",
+    ),
+    (
+        C,
+        "dsrouter_output_queue_corrupt",
+        "corrupt_total",
+        "Damaged disk-queue records skipped when the queue was read back.",
+    ),
+    (G, "dsrouter_output_queue_events", "queue_events", "Events waiting in the output queue."),
+    (G, "dsrouter_output_queue_bytes", "queue_bytes", "Bytes waiting in the output queue."),
+    (G, "dsrouter_output_queue_max_events", "queue_max_events", "Output queue limit in events."),
+    (G, "dsrouter_output_queue_max_bytes", "queue_max_bytes", "Output queue limit in bytes."),
+    (
+        G,
+        "dsrouter_output_queue_oldest_seconds",
+        "queue_oldest_seconds",
+        "Age of the oldest event waiting in the output queue.",
+    ),
+    (G, "dsrouter_output_in_flight", "in_flight", "Events being delivered now."),
+)
+_RELOAD = (
+    (G, "dsrouter_reload_success", "success", "1 if the last configuration reload succeeded."),
+    (
+        G,
+        "dsrouter_reload_timestamp_seconds",
+        "timestamp",
+        "Unix time of the last configuration reload, 0 if none yet.",
+    ),
+    (C, "dsrouter_reloads", "total", "Configuration reloads attempted."),
+    (C, "dsrouter_reload_failures", "failed_total", "Configuration reloads that failed."),
+)
+_LATENCY_HELP = "Time from an event entering the output queue to its delivery."
 
 
-def render(stats: dict[str, Any]) -> str:
-    """The daemon stats as Prometheus samples: ``dsrouter_<name>{label="..."} value``."""
-    lines: list[str] = []
-    for name, value in sorted(stats.items()):
-        metric = "dsrouter_" + name
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            lines.append(f"{metric} {value}")
-        elif isinstance(value, dict):
-            lines.extend(_labelled(metric, value))
-    return "\n".join(lines) + "\n"
+def collect_families(snapshot: Mapping[str, Any]) -> list[Metric]:
+    """The daemon snapshot as metric families; missing or malformed entries are left out."""
+    inputs, routes = _table(snapshot, "inputs"), _table(snapshot, "routes")
+    outputs, reload = _table(snapshot, "outputs"), _table(snapshot, "reload")
+    families = [
+        *_each(_INPUT[:2], "input", inputs),
+        _input_drops(inputs),
+        *_each(_INPUT[2:], "input", inputs),
+        *(_single(kind, name, help, snapshot.get(key)) for kind, name, key, help in _TOTALS),
+        *_each(_ROUTE, "route", routes),
+        *_each(_OUTPUT[:5], "output", outputs),
+        _output_drops(outputs),
+        *_each(_OUTPUT[5:], "output", outputs),
+        _latency(outputs),
+        *(_single(kind, name, help, reload.get(key)) for kind, name, key, help in _RELOAD),
+    ]
+    return [family for family in families if family.samples]
 
 
-def _labelled(metric: str, table: dict) -> list[str]:
-    name = metric.removeprefix("dsrouter_")
-    label = "input" if name == "inputs" else "route" if name.startswith("route") else "output"
-    out = []
-    for key, value in sorted(table.items()):
-        if isinstance(value, dict):  # per-input counters: dsrouter_input_<counter>{input="..."}
-            for sub, n in sorted(value.items()):
-                out.append(f'dsrouter_input_{sub}{{input="{_escape(key)}"}} {n}')
-        else:
-            out.append(f'{metric}{{{label}="{_escape(key)}"}} {value}')
+def _each(spec: tuple[tuple[_Family, str, str, str], ...], label: str, table: Mapping) -> list:
+    return [_per(kind, name, help, label, table, key) for kind, name, key, help in spec]
+
+
+def _table(snapshot: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = snapshot.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _number(value: Any) -> float | None:
+    """An int or float (bools count as 0/1) as float; anything else is absent."""
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _single(kind: _Family, name: str, help: str, value: Any) -> Metric:
+    family = kind(name, help, labels=[])
+    number = _number(value)
+    if number is not None:
+        family.add_metric([], number)
+    return family
+
+
+def _per(kind: _Family, name: str, help: str, label: str, table: Mapping, key: str) -> Metric:
+    family = kind(name, help, labels=[label])
+    for item, values in sorted(table.items(), key=lambda kv: str(kv[0])):
+        number = _number(values.get(key)) if isinstance(values, Mapping) else None
+        if number is not None:
+            family.add_metric([str(item)], number)
+    return family
+
+
+def _input_drops(inputs: Mapping[str, Any]) -> Metric:
+    family = CounterMetricFamily(
+        "dsrouter_input_dropped",
+        "Messages the input dropped: oversize (longer than max_message), invalid (bad framing), "
+        "kernel (UDP socket buffer overflow), sink_error (the pipeline raised).",
+        labels=["input", "reason"],
+    )
+    for name, stats in sorted(inputs.items(), key=lambda kv: str(kv[0])):
+        if not isinstance(stats, Mapping):
+            continue
+        for reason, key in _INPUT_DROPS:
+            number = _number(stats.get(key))
+            if number is not None:
+                family.add_metric([str(name), reason], number)
+    return family
+
+
+def _output_drops(outputs: Mapping[str, Any]) -> Metric:
+    family = CounterMetricFamily(
+        "dsrouter_output_dropped",
+        "Events the output dropped without delivering them, by reason (e.g. queue_full).",
+        labels=["output", "reason"],
+    )
+    for name, stats in sorted(outputs.items(), key=lambda kv: str(kv[0])):
+        drops = stats.get("dropped_total") if isinstance(stats, Mapping) else None
+        if not isinstance(drops, Mapping):
+            continue
+        for reason, value in sorted(drops.items(), key=lambda kv: str(kv[0])):
+            number = _number(value)
+            if number is not None:
+                family.add_metric([str(name), str(reason)], number)
+    return family
+
+
+def _latency(outputs: Mapping[str, Any]) -> Metric:
+    family = HistogramMetricFamily(
+        "dsrouter_output_delivery_latency_seconds", _LATENCY_HELP, labels=["output"]
+    )
+    for name, stats in sorted(outputs.items(), key=lambda kv: str(kv[0])):
+        latency = stats.get("latency") if isinstance(stats, Mapping) else None
+        if not isinstance(latency, Mapping):
+            continue
+        buckets = _buckets(latency)
+        if buckets:
+            family.add_metric([str(name)], buckets, _number(latency.get("sum")))
+    return family
+
+
+def _buckets(latency: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """``[(le, cumulative count), ...]`` ending in ``+Inf``; empty when the data is unusable."""
+    bounds, counts = _numbers(latency.get("buckets")), _numbers(latency.get("counts"))
+    if not bounds or counts is None or len(bounds) != len(counts):
+        return []
+    out = [(floatToGoString(bound), count) for bound, count in zip(bounds, counts, strict=True)]
+    if not math.isinf(bounds[-1]):
+        total = _number(latency.get("count"))
+        out.append(("+Inf", counts[-1] if total is None else total))
     return out
 
 
-def _escape(text: str) -> str:
-    return str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _numbers(values: Any) -> list[float] | None:
+    if not isinstance(values, list | tuple):
+        return None
+    if not all(isinstance(value, int | float) for value in values):
+        return None
+    return [float(value) for value in values]
+
+
+class SnapshotCollector(Collector):
+    """A prometheus_client collector reading ``snapshot()`` at every scrape."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        return collect_families(self.snapshot())
+
+
+def health_text(ok: bool, reasons: Iterable[str]) -> str:
+    """``ok`` or ``degraded`` followed by one reason per line."""
+    if ok:
+        return "ok\n"
+    lines = [" ".join(str(reason).split()) for reason in reasons]
+    return "degraded\n" + "".join(line + "\n" for line in lines if line)
 
 
 class MetricsServer:
-    """Serves ``/metrics`` and ``/healthz`` from ``stats()``."""
+    """Serves ``/metrics`` from ``snapshot()`` and ``/healthz`` from ``health()``."""
 
-    def __init__(self, host: str, port: int, stats: Callable[[], dict[str, Any]]) -> None:
-        self.host, self.port, self.stats = host, port, stats
-        self.server: asyncio.base_events.Server | None = None
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        snapshot: Snapshot,
+        health: Health,
+        *,
+        timeout: float = _TIMEOUT,
+    ) -> None:
+        self.host, self.port, self.health, self.timeout = host, port, health, timeout
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(SnapshotCollector(snapshot))
+        self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
+        """Listen; raise StartupError when that is impossible."""
         try:
-            self.server = await asyncio.start_server(self._handle, self.host, self.port)
+            self.server = await asyncio.start_server(
+                self._handle, self.host, self.port, limit=_MAX_REQUEST
+            )
         except OSError as exc:
             where = f"{self.host}:{self.port}"
             raise StartupError(f"metrics: cannot listen on {where}: {exc.strerror}") from exc
@@ -65,34 +310,48 @@ class MetricsServer:
         host, port = self.server.sockets[0].getsockname()[:2]
         return host, port
 
+    def close(self) -> None:
+        """Stop listening; requests in progress end within their timeout."""
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _TIMEOUT)
-            status, body = self._respond(head[:_MAX_REQUEST])
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.timeout)
+            status, kind, body = self._respond(head)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            status, body = "400 Bad Request", "bad request\n"
-        data = body.encode()
+            status, kind, body = "400 Bad Request", _TEXT, b"bad request\n"
+        except OSError:
+            writer.transport.abort()
+            return
+        extra = "Allow: GET\r\n" if status.startswith("405") else ""
         writer.write(
-            f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n"
-            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
-            + data
+            f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+            f"{extra}Connection: close\r\n\r\n".encode()
+            + body
         )
         try:
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), self.timeout)
+        except (OSError, TimeoutError):
+            writer.transport.abort()  # a client that does not read must not hold the socket
         finally:
             writer.close()
 
-    def _respond(self, head: bytes) -> tuple[str, str]:
+    def _respond(self, head: bytes) -> tuple[str, str, bytes]:
+        """``(status, content type, body)`` for one request head."""
         parts = head.split(b"\r\n", 1)[0].split()
         if len(parts) < 2 or parts[0] != b"GET":
-            return "405 Method Not Allowed", "GET only\n"
+            return "405 Method Not Allowed", _TEXT, b"GET only\n"
         path = parts[1].split(b"?", 1)[0]
-        if path == b"/healthz":
-            return "200 OK", "ok\n"
-        if path == b"/metrics":
-            return "200 OK", render(self.stats())
-        return "404 Not Found", "try /metrics or /healthz\n"
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        try:
+            if path == b"/metrics":
+                return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.registry)
+            if path == b"/healthz":
+                ok, reasons = self.health()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                return status, _TEXT, health_text(ok, reasons).encode()
+        except Exception as exc:
+            _log.error("metrics_request_failed", path=path.decode("latin-1"), error=repr(exc))
+            return "500 Internal Server Error", _TEXT, b"internal error\n"
+        return "404 Not Found", _TEXT, b"try /metrics or /healthz\n"

@@ -12,12 +12,19 @@ import pluggy
 
 from dsrouter import hookspecs
 from dsrouter.api import Function, InputType, OutputType
+from dsrouter.delivery.options import NAMES as DELIVERY_OPTION_NAMES
+from dsrouter.delivery.options import delivery_options
 from dsrouter.errors import PluginError
 
 #: Names a plugin function may not take: the DSL's built-in and value functions.
 RESERVED_FUNCTIONS = frozenset({"lower", "upper", "len", "int", "str", "exists", "env", "file"})
 
-BUILTIN_PLUGINS = ("dsrouter.plugins.inputs", "dsrouter.plugins.file", "dsrouter.plugins.stdout")
+BUILTIN_PLUGINS = (
+    "dsrouter.plugins.inputs",
+    "dsrouter.plugins.file",
+    "dsrouter.plugins.stdout",
+    "dsrouter.plugins.webhook",
+)
 
 
 class Plugins:
@@ -57,6 +64,8 @@ class Plugins:
                     f"function '{kind.name}' from plugin '{plugin_name}' clashes with a "
                     "built-in function"
                 )
+            if isinstance(kind, OutputType):
+                _check_output_options(kind, plugin_name)
             existing = table.get(kind.name)
             if existing is not None:
                 raise PluginError(
@@ -74,9 +83,27 @@ class Plugins:
         """
         return {
             "input": {name: t.options for name, t in self.inputs.items()},
-            "output": {name: t.options for name, t in self.outputs.items()},
+            "output": {
+                name: t.options + delivery_options(t.default_queue)
+                for name, t in self.outputs.items()
+            },
             "functions": dict(self.functions),
         }
+
+
+def _check_output_options(kind: OutputType, plugin_name: str) -> None:
+    """An output type may not declare an option the delivery engine owns."""
+    clash = sorted({o.name for o in kind.options} & DELIVERY_OPTION_NAMES)
+    if clash:
+        raise PluginError(
+            f"output type '{kind.name}' from plugin '{plugin_name}' declares "
+            f"{', '.join(repr(c) for c in clash)}: every output already has these delivery options"
+        )
+    if kind.default_queue not in ("memory", "disk"):
+        raise PluginError(
+            f"output type '{kind.name}' from plugin '{plugin_name}': default_queue must be "
+            '"memory" or "disk"'
+        )
 
 
 def _with_plugin(kind, plugin_name: str):

@@ -96,7 +96,36 @@ def build_parser() -> argparse.ArgumentParser:
     what = send.add_mutually_exclusive_group(required=True)
     what.add_argument("file", nargs="?", metavar="FILE", help="file of syslog lines; '-' for stdin")
     what.add_argument("--sample", action="store_true", help="send built-in sample DS events")
+    _delivery_parsers(sub, cfg_help)
     return p
+
+
+def _delivery_parsers(sub, cfg_help: str) -> None:
+    reload = sub.add_parser(
+        "reload",
+        help="make the running daemon re-read its configuration (same as SIGHUP)",
+        description="Ask the daemon that uses this configuration's data_dir to reload it; "
+        "prints whether the new configuration was taken (exit 0) or refused (exit 1, the old "
+        "one keeps running); exit 3 when no daemon runs.",
+    )
+    reload.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
+
+    dlq = sub.add_parser("dlq", help="inspect, replay or purge dead letters")
+    dlq.add_argument("action", choices=["list", "show", "replay", "purge"])
+    dlq.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
+    dlq.add_argument("--output", metavar="NAME", help="only this output's dead letters")
+    dlq.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        metavar="ID",
+        help="only this dead letter (repeatable; see 'dlq list')",
+    )
+
+    queue = sub.add_parser("queue", help="per-output queue depth, oldest age and last error")
+    queue.add_argument("action", choices=["status"])
+    queue.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
+    queue.add_argument("--json", action="store_true", help="print the status as JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,7 +154,12 @@ def cmd_run(args) -> int:
 
     config, plugins, source = load(args)
     print_diagnostics(config.warnings)
-    return run_daemon(config, plugins, logs.get_logger(), source)
+
+    def reload_config():
+        new, _, _ = load(args, plugins)
+        return new
+
+    return run_daemon(config, plugins, logs.get_logger(), source, reload_config)
 
 
 def cmd_check(args) -> int:
@@ -158,6 +192,24 @@ def cmd_send(args) -> int:
     return send(args)
 
 
+def cmd_reload(args) -> int:
+    from dsrouter.cli.delivery import reload
+
+    return reload(args)
+
+
+def cmd_dlq(args) -> int:
+    from dsrouter.cli.delivery import dlq
+
+    return dlq(args)
+
+
+def cmd_queue(args) -> int:
+    from dsrouter.cli.delivery import queue_status
+
+    return queue_status(args)
+
+
 COMMANDS = {
     "run": cmd_run,
     "check": cmd_check,
@@ -165,4 +217,7 @@ COMMANDS = {
     "test": cmd_test,
     "plugins": cmd_plugins,
     "send": cmd_send,
+    "reload": cmd_reload,
+    "dlq": cmd_dlq,
+    "queue": cmd_queue,
 }

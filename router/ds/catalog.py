@@ -282,6 +282,16 @@ _RECEIPT: dict[str, tuple[FieldType, str]] = {
     "raw": ("string", "the message as received (UTF-8, invalid bytes replaced)"),
     "format": ("string", "cef, leef, syslog (valid syslog, not CEF/LEEF) or unknown"),
     "parse_error": ("string", "short reason, only when something could not be parsed"),
+    "event_id": (
+        "string",
+        "unique id the daemon gives each event at receipt (kept by retries, "
+        "restarts and dead-letter replay)",
+    ),
+    "truncated": (
+        "bool",
+        "true when the message was cut (connection closed mid-message at "
+        "shutdown); absent otherwise",
+    ),
 }
 
 

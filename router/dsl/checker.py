@@ -22,7 +22,7 @@ from dsrouter.dsl.functions import accepts, describe, function_table
 from dsrouter.dsl.testblocks import check_tests
 from dsrouter.dsl.values import INVALID, ValueContext, resolve, uses_call
 from dsrouter.errors import Span
-from dsrouter.options import Option
+from dsrouter.options import Duration, Option
 
 UNMATCHED = "_unmatched"
 
@@ -36,6 +36,12 @@ PROTECTED_FIELDS = frozenset(
 SETTINGS: dict[str, Option] = {
     "data_dir": Option("data_dir", "string", "dsrouter-data", "queues, dead letters, state"),
     "metrics": Option("metrics", "address", None, "HOST:PORT for /metrics and /healthz"),
+    "shutdown_timeout": Option(
+        "shutdown_timeout",
+        "duration",
+        Duration(10.0),
+        "at stop, how long to keep reading open connections and finishing sends",
+    ),
 }
 
 

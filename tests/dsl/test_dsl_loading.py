@@ -151,7 +151,11 @@ def test_settings_defaults(tmp_path):
     config = load_config_text(
         OUTPUTS + "route all { to archive }", base_dir=tmp_path, option_specs=SPECS
     )
-    assert config.settings == {"data_dir": tmp_path / "dsrouter-data", "metrics": None}
+    assert config.settings == {
+        "data_dir": tmp_path / "dsrouter-data",
+        "metrics": None,
+        "shutdown_timeout": 10.0,
+    }
 
 
 def test_test_blocks_are_kept_for_the_runner():

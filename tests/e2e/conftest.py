@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-BANNER = re.compile(r"^\s+input\s+(\S+)\s+(\S+)\s+(\S+):(\d+)$")
+BANNER = re.compile(r"^\s+input\s+(\S+)\s+(\S+)\s+(\S+):(\d+)(?:\s.*)?$")
 METRICS = re.compile(r"^\s+metrics\s+http://([^/]+)/metrics")
 
 
@@ -48,6 +48,11 @@ class Daemon:
             if line.startswith("Stop with"):
                 return
         raise AssertionError("no start-up banner")
+
+    def kill9(self) -> None:
+        """SIGKILL: no drain, no clean-up; what was committed must survive."""
+        self.proc.kill()
+        self.proc.communicate(timeout=10)
 
     def stop(self, timeout: float = 20.0) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGTERM)
@@ -89,4 +94,4 @@ def start_daemon(tmp_path):
     for d in started:
         if d.proc.poll() is None:
             d.proc.kill()
-            d.proc.wait(timeout=10)
+        d.proc.communicate(timeout=10)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import sys
 
 import orjson
 import pytest
 
-from dsrouter.api import OutputContext, PermanentFailure
+from dsrouter.api import OutputContext, PartialFailure, PermanentFailure, RetryLater
 from dsrouter.plugin import Plugins
 from dsrouter.plugins.file import PathTemplate, sanitize
 
@@ -22,6 +25,7 @@ def make(tmp_path):
         out.open()
         return out
 
+    make.data = tmp_path / "data"
     return make
 
 
@@ -130,3 +134,243 @@ def test_stdout_output_writes_json_lines(capsysbinary):
     out.send([{"module": "firewall", "n": 1}, {"module": "system", "n": 2}])
     lines = capsysbinary.readouterr().out.splitlines()
     assert [orjson.loads(x)["n"] for x in lines] == [1, 2]
+
+
+# --- loss-free delivery: per-event outcomes, whole lines only, reopen ----------------------
+
+MS_RDONLY, MS_REMOUNT, MNT_DETACH = 1, 32, 2
+
+
+@pytest.fixture
+def tmpfs():
+    """Mount small tmpfs file systems (root only); unmounted again after the test."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("tmpfs mounts need Linux")
+    libc = ctypes.CDLL(None, use_errno=True)
+    mounted = []
+
+    def call(target, flags, data):
+        if libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", flags, data) != 0:
+            err = ctypes.get_errno()
+            if err == errno.EPERM:
+                pytest.skip("mounting a tmpfs is not permitted here (EPERM)")
+            raise OSError(err, os.strerror(err), str(target))
+
+    def mount(target, size="64k"):
+        target.mkdir(parents=True, exist_ok=True)
+        call(target, 0, f"size={size}".encode())
+        mounted.append(target)
+        return target
+
+    def remount(target, readonly):
+        call(target, MS_REMOUNT | (MS_RDONLY if readonly else 0), None)
+
+    mount.remount = remount
+    try:
+        yield mount
+    finally:
+        for target in reversed(mounted):
+            if libc.umount2(str(target).encode(), MNT_DETACH) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), str(target))
+
+
+def _fill(directory):
+    """Fill the file system of ``directory``; return the filler file."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+def _lines(path):
+    """Every line of a file parsed: fails on a torn line."""
+    data = path.read_bytes()
+    assert not data or data.endswith(b"\n"), "torn last line"
+    return [orjson.loads(x) for x in data.splitlines()]
+
+
+def test_full_disk_leaves_whole_lines_and_the_retry_writes_each_event_once(
+    make, tmpfs, monkeypatch
+):
+    mnt = tmpfs(make.data / "mnt")
+    out = make(f"{mnt}/{{host}}.jsonl")
+    out.send([{"host": "small", "n": -1}, {"host": "big", "n": -2}])
+    filler = _fill(mnt)
+    os.truncate(filler, filler.stat().st_size - 8192)  # room for a part of the next batch only
+    writes = []
+    real_write = os.write
+
+    def spy(fd, data):
+        n = real_write(fd, data)
+        writes.append((n, len(data)))
+        return n
+
+    monkeypatch.setattr(os, "write", spy)
+    batch = [{"host": "small", "n": 0}] + [
+        {"host": "big", "n": i, "pad": "p" * 400} for i in range(1, 60)
+    ]
+    with pytest.raises(PartialFailure) as info:  # "small" was written, "big" did not fit
+        out.send(batch)
+    monkeypatch.setattr(os, "write", real_write)
+    assert any(n < size for n, size in writes), "the test must produce a partial write"
+    exc = info.value
+    assert not exc.rejected and exc.retry == tuple(range(1, 60))
+    assert (
+        str(exc) == "59 of 60 events to retry: cannot write mnt/big.jsonl: No space left on device"
+    )
+    assert [e["n"] for e in _lines(mnt / "big.jsonl")] == [-2]  # truncated back
+    assert [e["n"] for e in _lines(mnt / "small.jsonl")] == [-1, 0]
+    filler.unlink()
+    out.send([batch[i] for i in exc.retry])
+    out.close()
+    got = [e["n"] for p in ("small", "big") for e in _lines(mnt / f"{p}.jsonl")]
+    assert sorted(got) == list(range(-2, 60))
+
+
+def test_a_failed_truncation_is_repaired_when_the_file_is_reopened(make, monkeypatch):
+    out = make("archive/{host}.jsonl")
+    out.send([{"host": "a", "n": 0}])
+    real_write = os.write
+
+    def half(fd, data):
+        real_write(fd, bytes(data[: len(data) // 2 + 3]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def broken(fd, size):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "write", half)
+    monkeypatch.setattr(os, "ftruncate", broken)
+    with pytest.raises(RetryLater):
+        out.send([{"host": "a", "n": 1}, {"host": "a", "n": 2}])
+    monkeypatch.undo()
+    path = make.data / "archive" / "a.jsonl"
+    assert not path.read_bytes().endswith(b"\n") and not out._fds  # torn, handle dropped
+    out.send([{"host": "a", "n": 1}, {"host": "a", "n": 2}])
+    out.close()
+    assert [e["n"] for e in _lines(path)] == [0, 1, 2]
+
+
+def test_long_file_names_reject_only_their_events(make):
+    out = make("archive/{host}-{name}-{msg}.jsonl")
+    long = {"host": "h" * 100, "name": "n" * 100, "msg": "m" * 100}
+    batch = [
+        {"host": "web", "name": "x", "msg": "y", "n": 0},
+        {**long, "n": 1},
+        {"host": "web", "name": "x", "msg": "y", "n": 2},
+        {**long, "n": 3},
+        {"host": "db", "name": "x", "msg": "y", "n": 4},
+    ]
+    with pytest.raises(PartialFailure) as info:
+        out.send(batch)
+    exc = info.value
+    assert sorted(exc.rejected) == [1, 3] and exc.retry == ()
+    reason = str(exc.rejected[1])
+    assert reason.startswith("cannot write archive/hhh") and reason.endswith(": File name too long")
+    assert "…" in reason and len(reason) < 200
+    out.close()
+    base = make.data / "archive"
+    assert [e["n"] for e in _lines(base / "web-x-y.jsonl")] == [0, 2]
+    assert [e["n"] for e in _lines(base / "db-x-y.jsonl")] == [4]
+    assert sorted(p.name for p in base.iterdir()) == ["db-x-y.jsonl", "web-x-y.jsonl"]
+
+
+def test_a_directory_or_file_in_the_way_rejects_that_group(make):
+    base = make.data / "archive"
+    (base / "d" / "e" / "x.jsonl").mkdir(parents=True)  # open: EISDIR
+    (base / "f").mkdir()
+    (base / "f" / "e").write_bytes(b"")  # makedirs onto a file: EEXIST
+    (base / "g").write_bytes(b"")  # makedirs below a file: ENOTDIR
+    out = make("archive/{a}/{b}/x.jsonl")
+    batch = [
+        {"a": "d", "b": "e", "n": 0},
+        {"a": "ok", "b": "e", "n": 1},
+        {"a": "f", "b": "e", "n": 2},
+        {"a": "g", "b": "e", "n": 3},
+        {"a": "ok", "b": "e", "n": 4},
+    ]
+    with pytest.raises(PartialFailure) as info:
+        out.send(batch)
+    exc = info.value
+    assert sorted(exc.rejected) == [0, 2, 3] and exc.retry == ()
+    assert str(exc.rejected[0]) == "cannot write archive/d/e/x.jsonl: Is a directory"
+    assert str(exc.rejected[2]) == "cannot write archive/f/e/x.jsonl: File exists (archive/f/e)"
+    assert "Not a directory" in str(exc.rejected[3])
+    assert str(exc).startswith("3 of 5 events rejected: ")
+    assert [e["n"] for e in _lines(base / "ok" / "e" / "x.jsonl")] == [1, 4]
+
+
+def test_events_that_cannot_be_rendered_or_serialized_are_rejected_alone(make):
+    out = make("archive/{date}.jsonl")
+    day = "2026-11-28T01:00:00+00:00"
+    batch = [
+        {"received_at": day, "n": 0},
+        {"received_at": day, "n": 1, "bad": object()},
+        {"received_at": 5, "n": 2},
+        {"received_at": day, "n": 3},
+    ]
+    with pytest.raises(PartialFailure) as info:
+        out.send(batch)
+    exc = info.value
+    assert sorted(exc.rejected) == [1, 2] and exc.retry == ()
+    assert str(exc.rejected[1]).startswith("cannot serialize event: ")
+    assert str(exc.rejected[2]).startswith("cannot render path: ")
+    assert [e["n"] for e in _lines(make.data / "archive" / "2026-11-28.jsonl")] == [0, 3]
+
+
+def test_read_only_file_system_retries_that_group_and_the_rest_delivered_once(make, tmpfs):
+    base = make.data / "archive"
+    ro = tmpfs(base / "ro")
+    tmpfs.remount(ro, readonly=True)  # EROFS even for root
+    out = make("archive/{host}/{a}{b}{c}.jsonl")
+    long = {"a": "a" * 100, "b": "b" * 100, "c": "c" * 100}
+    batch = [
+        {"host": "web", "n": 0},
+        {"host": "web", "n": 1, **long},
+        {"host": "ro", "n": 2},
+        {"host": "web", "n": 3},
+        {"host": "db", "n": 4},
+        {"host": "ro", "n": 5},
+    ]
+    with pytest.raises(PartialFailure) as info:
+        out.send(batch)
+    exc = info.value
+    assert sorted(exc.rejected) == [1] and exc.retry == (2, 4, 5)
+    assert "Read-only file system" in str(exc)
+    assert not (base / "db").exists()  # not tried after the transient failure
+    tmpfs.remount(ro, readonly=False)
+    out.send([batch[i] for i in exc.retry])
+    out.close()
+    name = "unknownunknownunknown.jsonl"
+    assert [e["n"] for e in _lines(base / "web" / name)] == [0, 3]
+    assert [e["n"] for e in _lines(base / "ro" / name)] == [2, 5]
+    assert [e["n"] for e in _lines(base / "db" / name)] == [4]
+
+
+def test_only_transient_failures_raise_retry_later(make, tmpfs):
+    ro = tmpfs(make.data / "ro")
+    tmpfs.remount(ro, readonly=True)
+    out = make("ro/{host}.jsonl")
+    with pytest.raises(RetryLater, match=r"^cannot write ro/a\.jsonl: Read-only file system$"):
+        out.send([{"host": "a"}, {"host": "b"}])
+
+
+def test_reopen_after_logrotate_writes_a_new_file_at_the_original_path(make):
+    out = make("archive/{host}.jsonl")
+    out.send([{"host": "a", "n": 0}])
+    path = make.data / "archive" / "a.jsonl"
+    path.rename(path.with_name("a.jsonl.1"))
+    out.send([{"host": "a", "n": 1}])  # the cached handle still writes to the moved file
+    out.reopen()
+    assert not out._fds
+    out.send([{"host": "a", "n": 2}])
+    out.close()
+    assert [e["n"] for e in _lines(path.with_name("a.jsonl.1"))] == [0, 1]
+    assert [e["n"] for e in _lines(path)] == [2]

@@ -27,7 +27,7 @@ def registered() -> dict[str, InputType]:
 def test_registers_udp_and_tcp() -> None:
     types = registered()
     assert sorted(types) == ["tcp", "udp"]
-    assert [o.name for o in types["udp"].options] == ["listen", "max_message"]
+    assert [o.name for o in types["udp"].options] == ["listen", "max_message", "recv_buffer"]
     assert [o.name for o in types["tcp"].options] == [
         "listen",
         "framing",
@@ -44,6 +44,8 @@ OPTION_CHECKS = [
     ("framing-ok", "tcp", "framing", "octet-counted", "octet-counted", None),
     ("framing-bad", "tcp", "framing", "rfc5425", None, "expected one of"),
     ("size-ok", "udp", "max_message", Size(8192), 8192, None),
+    ("recv-buffer-ok", "udp", "recv_buffer", Size(16 * 1024 * 1024), 16 * 1024 * 1024, None),
+    ("recv-buffer-bad", "udp", "recv_buffer", "big", None, "expected a size"),
     ("timeout-bad", "tcp", "idle_timeout", 30, None, "expected a duration"),
 ]
 
@@ -76,6 +78,9 @@ def test_factories_apply_options_and_defaults() -> None:
     sink = lambda messages, peer: None  # noqa: E731
     udp = types["udp"].factory("u", {"listen": ("127.0.0.1", 0)}, sink)
     assert isinstance(udp, UdpListener) and udp.max_message == 65536
+    assert udp.requested_recv_buffer == 8 * 1024 * 1024
+    udp = types["udp"].factory("u", {"listen": ("127.0.0.1", 0), "recv_buffer": Size(4096)}, sink)
+    assert udp.requested_recv_buffer == 4096
     tcp = types["tcp"].factory(
         "t",
         {"listen": ("127.0.0.1", 0), "framing": "lf", "idle_timeout": Duration(5.0)},

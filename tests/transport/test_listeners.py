@@ -26,9 +26,12 @@ class Collector:
         self.messages: list[bytes] = []
         self.by_peer: dict[str, list[bytes]] = {}
         self.calls = 0
+        self.truncated: list[bytes] = []
 
-    def __call__(self, messages: list[bytes], peer: str) -> None:
+    def __call__(self, messages: list[bytes], peer: str, truncated: bool = False) -> None:
         self.calls += 1
+        if truncated:
+            self.truncated += messages
         self.messages += messages
         self.by_peer.setdefault(peer, []).extend(messages)
 
@@ -309,6 +312,7 @@ def test_close_flushes_partial_frames_and_disconnects() -> None:
         await until(lambda: listener.stats["bytes_total"] == len(data))
         listener.close()
         assert sink.messages == [b"<13>whole", b"<13>half"]
+        assert sink.truncated == [b"<13>half"]  # cut by our close: flagged, not passed as whole
         assert await is_closed_by_server(reader)
         await listener.wait_closed()
         assert listener.stats["connections_active"] == 0

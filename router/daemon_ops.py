@@ -1,0 +1,201 @@
+"""What the running daemon answers and does on request: reload, status, dead-letter replay,
+the metrics snapshot and the health verdict. Mixed into :class:`dsrouter.daemon.Daemon`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from dsrouter.delivery.deadletter import DeadLetters
+from dsrouter.dsl import Config, compile_routes
+from dsrouter.errors import ConfigError, DsrouterError
+
+#: /healthz says degraded when a queue is fuller than this.
+QUEUE_WARN = 0.8
+
+
+class DaemonOps:
+    """Reload, control requests, snapshot and health (state lives on the Daemon)."""
+
+    config: Config
+    reload_config: Any
+    reload_state: dict[str, Any]
+    engine: Any
+    pipeline: Any
+    listeners: list[tuple[Any, Any]]
+    log: Any
+
+    # -- reload ---------------------------------------------------------------------------
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the configuration; keep the old one when the new one is invalid."""
+        state = self.reload_state
+        state["total"] += 1
+        try:
+            config = await self._load_new()
+            await self._apply(config)
+        except (ConfigError, DsrouterError, OSError) as exc:
+            errors = _errors(exc)
+            state.update(success=0, timestamp=time.time(), errors=errors)
+            state["failed_total"] += 1
+            self.log.error("reload_failed", errors=errors, help="the old configuration stays")
+            return {"ok": False, "errors": errors}
+        state.update(success=1, timestamp=time.time(), errors=[])
+        self.log.info(
+            "reload_done",
+            routes=len(config.routes),
+            outputs=len(config.outputs),
+            inputs=len(config.inputs),
+        )
+        return {"ok": True, "errors": []}
+
+    async def _load_new(self) -> Config:
+        if self.reload_config is None:
+            return self.config
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.reload_config)
+
+    async def _apply(self, config: Config) -> None:
+        if config.settings.get("data_dir") != self.config.settings.get("data_dir"):
+            raise DsrouterError("data_dir cannot change on reload; restart the daemon")
+        table = compile_routes(config)
+        self.pipeline.flush()  # the old table routes what was received under it
+        self.engine.reconfigure(config.outputs)
+        await self._reconfigure_inputs(config.inputs)
+        self.pipeline.table = table
+        self.config = config
+
+    async def _reconfigure_inputs(self, blocks) -> None:
+        wanted = {b.name: b for b in blocks}
+        keep: list[tuple[Any, Any]] = []
+        for block, listener in self.listeners:
+            new = wanted.get(block.name)
+            if new is not None and new.type == block.type and new.options == block.options:
+                keep.append((block, listener))
+                wanted.pop(block.name)
+            else:
+                listener.close()
+                self.pipeline.listeners.remove(listener)
+        self.listeners = keep
+        for block in wanted.values():
+            listener = await self._start_input(block)  # type: ignore[attr-defined]
+            self.listeners.append((block, listener))
+            self.pipeline.listeners.append(listener)
+
+    # -- control requests -----------------------------------------------------------------
+    async def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one control-socket request (see :mod:`dsrouter.control`)."""
+        cmd = request.get("cmd")
+        if cmd == "reload":
+            return await self.reload()
+        if cmd == "status":
+            return {"ok": True, "outputs": self.engine.snapshot(), "pid": _pid()}
+        if cmd in ("dlq_replay", "dlq_purge"):
+            return self._dlq(cmd, request.get("output"), request.get("ids"))
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _dlq(self, cmd: str, output: Any, ids: Any) -> dict[str, Any]:
+        store: DeadLetters = self.engine.dead_letters
+        if output is not None and output not in self.engine.lanes and cmd == "dlq_replay":
+            return {"ok": False, "error": f"no output named {output!r} in the running config"}
+        wanted = set(ids) if isinstance(ids, list) else None
+        letters = [s for s in store.list(output) if wanted is None or s.dlq_id in wanted]
+        if cmd == "dlq_purge":
+            return {"ok": True, "count": _remove(store, letters)}
+        return self._replay(store, letters)
+
+    def _replay(self, store: DeadLetters, letters: list[Any]) -> dict[str, Any]:
+        by_output: dict[str, list[Any]] = {}
+        for s in letters:
+            by_output.setdefault(s.output, []).append(s)
+        done, skipped = 0, []
+        for output, items in by_output.items():
+            lane = self.engine.lanes.get(output)
+            if lane is None:
+                skipped.append(output)
+                continue
+            lane.queue.publish([s.event for s in items], None)  # limits apply: may raise
+            done += _remove(store, items)
+        return {"ok": True, "count": done, "skipped_outputs": skipped}
+
+    # -- observing ------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the metrics collector and the stats lines read."""
+        pipe = self.pipeline
+        routes, unrouted = pipe.route_counts() if pipe else ({}, 0)
+        if pipe is not None:
+            counters = pipe.table.counters()
+            for key, metric in (
+                ("throttled", "throttled_total"),
+                ("throttle_evicted", "throttle_evicted_total"),
+            ):
+                for route, n in counters.get(key, {}).items():
+                    routes.setdefault(route, {"events_total": 0, "dropped_total": 0})[metric] = n
+        inputs = {}
+        for block, listener in self.listeners:
+            getattr(listener, "refresh_stats", lambda: None)()
+            inputs[block.name] = {"type": block.type, **listener.stats}
+        return {
+            "inputs": inputs,
+            "events_total": pipe.events_total if pipe else 0,
+            "events_unparsed_total": pipe.unparsed if pipe else 0,
+            "pipeline_errors_total": pipe.pipeline_errors if pipe else 0,
+            "batches_total": pipe.batches if pipe else 0,
+            "events_unrouted_total": unrouted,
+            "routes": routes,
+            "outputs": self.engine.snapshot() if self.engine else {},
+            "reload": dict(self.reload_state),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The snapshot without the latency histograms, for log lines."""
+        snap = self.snapshot()
+        for entry in snap["outputs"].values():
+            entry.pop("latency", None)
+        return snap
+
+    def health(self) -> tuple[bool, list[str]]:
+        """``(healthy, reasons)`` for /healthz."""
+        reasons = []
+        if not self.reload_state.get("success", 1):
+            reasons.append("last reload failed: " + "; ".join(self.reload_state["errors"])[:300])
+        for name, out in (self.engine.snapshot() if self.engine else {}).items():
+            if out["state"] == "retrying":
+                reasons.append(f"output {name} is failing: {out['last_error']}")
+            if out["hold_reason"]:
+                reasons.append(f"output {name} applies back-pressure: {out['hold_reason']}")
+            fill = _fill(out)
+            if fill > QUEUE_WARN:
+                reasons.append(f"output {name} queue is {fill:.0%} full")
+        return not reasons, reasons
+
+
+def _fill(out: dict[str, Any]) -> float:
+    fills = [0.0]
+    if out["queue_max_events"]:
+        fills.append(out["queue_events"] / out["queue_max_events"])
+    if out["queue_max_bytes"]:
+        fills.append(out["queue_bytes"] / out["queue_max_bytes"])
+    return max(fills)
+
+
+def _remove(store: DeadLetters, letters: list[Any]) -> int:
+    total = 0
+    by_output: dict[str, set[str]] = {}
+    for s in letters:
+        by_output.setdefault(s.output, set()).add(s.dlq_id)
+    for output, ids in by_output.items():
+        total += store.remove(output, ids)
+    return total
+
+
+def _errors(exc: Exception) -> list[str]:
+    if isinstance(exc, ConfigError):
+        return [d.render() for d in exc.diagnostics if d.is_error] or [str(exc)]
+    return [str(exc)]
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()

@@ -1,0 +1,344 @@
+"""The delivery engine: one lane (output + queue + worker) per ``output`` block.
+
+The daemon's event loop hands each routed batch to :meth:`Engine.submit`, which commits every
+output's share to that output's queue and returns at once. When a queue is full its
+``when_full`` policy decides: ``drop_newest`` / ``drop_oldest`` count what they drop;
+``block`` keeps the batch in the lane's small *held* list and tells the daemon to stop reading
+its receivers (TCP flow control reaches the sender). A queue that cannot be written at all
+(its disk is full) is held the same way, whatever the policy: nothing is lost, the sender waits.
+Held batches are retried when a worker makes progress and on every :meth:`Engine.tick`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dsrouter.api import Event, Output, OutputContext, OutputType
+from dsrouter.delivery.deadletter import DeadLetters
+from dsrouter.delivery.diskqueue import DiskQueue
+from dsrouter.delivery.memqueue import MemoryQueue
+from dsrouter.delivery.options import DeliveryOptions
+from dsrouter.delivery.queue import Queue, QueueFull
+from dsrouter.delivery.worker import Worker
+from dsrouter.errors import StartupError
+
+_DUMPS = orjson.dumps
+
+
+@dataclass(eq=False)
+class Lane:
+    """An output with its queue, worker and the batches waiting for room."""
+
+    name: str
+    type: str
+    options: dict[str, Any]
+    delivery: DeliveryOptions
+    output: Output
+    queue: Queue
+    worker: Worker
+    held: deque[list[Event]] = field(default_factory=deque)
+    dropped: Counter = field(default_factory=Counter)
+    hold_reason: str = ""
+    retiring: bool = False  # removed by a reload: drains, takes nothing new
+
+    def same_as(self, block: Any) -> bool:
+        return self.type == block.type and self.options == block.options
+
+
+def queue_dir(data_dir: Path, output: str) -> Path:
+    """Where an output's disk queue (or a memory queue's spill) lives: named by output."""
+    return data_dir / "queues" / output
+
+
+class Engine:
+    """Builds and runs the lanes; see the module docstring."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        config_dir: Path,
+        output_types: Mapping[str, OutputType],
+        log: Any,
+        on_progress: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.data_dir, self.config_dir, self.types, self.log = (
+            data_dir,
+            config_dir,
+            output_types,
+            log,
+        )
+        self.on_progress = on_progress
+        self.dead_letters = DeadLetters(data_dir / "deadletter")
+        self.lanes: dict[str, Lane] = {}
+        self.retired: list[Lane] = []
+        self.lost: Counter[str] = Counter()
+
+    # -- building -------------------------------------------------------------------------
+    def open(self, blocks: Sequence[Any]) -> None:
+        """Start a lane for every output block; StartupError names the one that failed."""
+        for block in blocks:
+            self.lanes[block.name] = self._lane(block)
+
+    def _lane(self, block: Any, queue: Queue | None = None) -> Lane:
+        delivery, own = DeliveryOptions.split(block.options)
+        ctx = OutputContext(data_dir=self.data_dir, config_dir=self.config_dir, logger=self.log)
+        try:
+            output = self.types[block.type].factory(block.name, own, ctx)
+            output.open()
+        except Exception as exc:
+            raise StartupError(
+                f"output '{block.name}' ({block.type}) failed to start: {exc}"
+            ) from exc
+        try:
+            queue = queue or self._queue(block.name, delivery)
+        except OSError as exc:
+            output.close()
+            raise StartupError(f"output '{block.name}': cannot open its queue: {exc}") from exc
+        worker = Worker(
+            block.name, output, queue, self.dead_letters, delivery, self.log, self.on_progress
+        )
+        worker.start()
+        return Lane(block.name, block.type, dict(block.options), delivery, output, queue, worker)
+
+    def _queue(self, name: str, opts: DeliveryOptions) -> Queue:
+        where = queue_dir(self.data_dir, name)
+        if opts.queue == "disk":
+            return DiskQueue(
+                name, where, opts.queue_max_events, opts.queue_max_bytes, fsync=opts.fsync_policy
+            )
+        return MemoryQueue(name, opts.queue_max_events, opts.queue_max_bytes, spill_dir=where)
+
+    # -- the hot path ---------------------------------------------------------------------
+    def submit(self, batches: Mapping[str, list[Event]]) -> bool:
+        """Commit each output's batch to its queue; False when something is held (pause)."""
+        payloads: dict[int, bytes] | None = None
+        for name, events in batches.items():
+            lane = self.lanes[name]
+            if lane.held:
+                lane.held.append(events)
+                continue
+            if lane.queue.durable:
+                payloads = payloads if payloads is not None else {}
+                self._commit(lane, events, _payloads(events, payloads))
+            else:
+                self._commit(lane, events, None)
+        return not self.holding
+
+    @property
+    def holding(self) -> bool:
+        return any(lane.held for lane in self.lanes.values())
+
+    def _commit(self, lane: Lane, events: list[Event], payloads: list[bytes] | None) -> None:
+        try:
+            lane.queue.publish(events, payloads)
+        except QueueFull:
+            self._full(lane, events, payloads)
+        except OSError as exc:
+            self._hold(lane, events, f"queue unwritable: {exc}")
+
+    def _full(self, lane: Lane, events: list[Event], payloads: list[bytes] | None) -> None:
+        policy = lane.delivery.when_full
+        if policy == "block":
+            self._hold(lane, events, "queue full")
+            return
+        if policy == "drop_oldest":
+            evicted = lane.queue.evict_oldest(len(events), sum(map(len, payloads or ())))
+            lane.dropped["queue_full_oldest"] += evicted
+        fit = self._fitting(lane, events, payloads)
+        if fit:
+            try:
+                lane.queue.publish(events[:fit], payloads[:fit] if payloads else None)
+            except (QueueFull, OSError):
+                fit = 0
+        lane.dropped["queue_full_newest" if policy == "drop_newest" else "queue_full"] += (
+            len(events) - fit
+        )
+
+    @staticmethod
+    def _fitting(lane: Lane, events: list[Event], payloads: list[bytes] | None) -> int:
+        room_events, room_bytes = lane.queue.room()
+        fit = min(len(events), room_events)
+        if payloads is not None:
+            total = 0
+            for i, p in enumerate(payloads[:fit]):
+                total += len(p)
+                if total > room_bytes:
+                    return i
+        return fit
+
+    def _hold(self, lane: Lane, events: list[Event], reason: str) -> None:
+        if not lane.held:
+            self.log.warning("output_backpressure", output=lane.name, reason=reason)
+        lane.held.append(events)
+        lane.hold_reason = reason
+
+    def tick(self) -> bool:
+        """Retry held batches; True when nothing is held any more (receivers may resume)."""
+        payloads: dict[int, bytes] = {}
+        for lane in self.lanes.values():
+            while lane.held:
+                events = lane.held[0]
+                data = _payloads(events, payloads) if lane.queue.durable else None
+                try:
+                    lane.queue.publish(events, data)
+                except (QueueFull, OSError):
+                    break
+                lane.held.popleft()
+            if not lane.held and lane.hold_reason:
+                self.log.info("output_backpressure_released", output=lane.name)
+                lane.hold_reason = ""
+        return not self.holding
+
+    # -- reload ---------------------------------------------------------------------------
+    def reconfigure(self, blocks: Sequence[Any]) -> None:
+        """Apply a new set of output blocks: unchanged lanes stay as they are (queue, worker,
+        connections); changed ones get a new output on the same queue; removed ones drain."""
+        wanted = {b.name: b for b in blocks}
+        for name in list(self.lanes):
+            if name not in wanted:
+                self._retire(self.lanes.pop(name))
+        for name, block in wanted.items():
+            lane = self.lanes.get(name)
+            if lane is None:
+                self.lanes[name] = self._lane(block)
+            elif not lane.same_as(block):
+                self.lanes[name] = self._replace(lane, block)
+            else:
+                lane.worker.request_reopen()
+
+    def _replace(self, lane: Lane, block: Any) -> Lane:
+        new_opts, _ = DeliveryOptions.split(block.options)
+        self._stop_lane(lane, time.monotonic() + 10.0)
+        keep = new_opts.queue == lane.delivery.queue
+        if keep:
+            lane.queue.max_events, lane.queue.max_bytes = (
+                new_opts.queue_max_events,
+                new_opts.queue_max_bytes,
+            )
+        else:
+            lane.queue.close()  # a memory queue spills to the directory the disk queue reads
+        new = self._lane(block, lane.queue if keep else None)
+        new.held, new.dropped = lane.held, lane.dropped
+        return new
+
+    def _retire(self, lane: Lane) -> None:
+        lane.retiring = True
+        self.retired.append(lane)
+        self.log.info("output_retiring", output=lane.name, queued=lane.queue.stats().events)
+
+    def reap(self) -> None:
+        """Close retired lanes whose queue has drained (called periodically)."""
+        for lane in list(self.retired):
+            stats = lane.queue.stats()
+            if stats.events == 0 and not lane.held:
+                self._close_lane(lane, time.monotonic() + 5.0)
+                self.retired.remove(lane)
+
+    # -- shutdown -------------------------------------------------------------------------
+    def close(self, deadline: float) -> dict[str, int]:
+        """Stop every worker (bounded by ``deadline``), commit what is held ignoring limits,
+        close outputs and queues; return the events still queued per output."""
+        lanes = list(self.lanes.values()) + self.retired
+        for lane in lanes:
+            lane.worker.stopping.set()
+            lane.queue.wake()
+        left: dict[str, int] = {}
+        for lane in lanes:
+            self._flush_held(lane)
+            left[lane.name] = lane.queue.stats().events
+            self._close_lane(lane, deadline)
+        return left
+
+    def _flush_held(self, lane: Lane) -> None:
+        lane.queue.max_events = lane.queue.max_bytes = 0  # limits are lifted at shutdown
+        while lane.held:
+            events = lane.held.popleft()
+            try:
+                lane.queue.publish(events, None)
+            except OSError as exc:
+                self.lost[lane.name] += len(events)
+                self.log.error(
+                    "events_lost",
+                    output=lane.name,
+                    events=len(events),
+                    reason=f"queue unwritable at shutdown: {exc}",
+                )
+
+    def _stop_lane(self, lane: Lane, deadline: float) -> bool:
+        stopped = lane.worker.stop(deadline)
+        if not stopped:
+            self.log.error(
+                "output_stop_timeout",
+                output=lane.name,
+                help="a send() did not return; its batch stays queued",
+            )
+        return stopped
+
+    def _close_lane(self, lane: Lane, deadline: float) -> None:
+        if self._stop_lane(lane, deadline):
+            try:
+                lane.output.close()
+            except Exception as exc:  # a broken close must not hide the others
+                self.log.error("output_close_failed", output=lane.name, error=str(exc))
+        queued = lane.queue.stats().events
+        try:
+            lane.queue.close()
+        except OSError as exc:  # a memory queue could not spill to a full or broken disk
+            self.lost[lane.name] += queued
+            self.log.error(
+                "events_lost",
+                output=lane.name,
+                events=queued,
+                reason=f"memory queue could not be saved at shutdown: {exc}",
+            )
+
+    # -- observing ------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Per-output counters and queue state, for metrics, health and ``queue status``."""
+        out = {}
+        for lane in list(self.lanes.values()) + self.retired:
+            stats = lane.queue.stats()
+            now = time.time()
+            entry = lane.worker.snapshot()
+            dropped = dict(lane.dropped)
+            if self.lost.get(lane.name):
+                dropped["lost"] = self.lost[lane.name]
+            entry.update(
+                type=lane.type,
+                queue_type="disk" if lane.queue.durable else "memory",
+                queue_events=stats.events + sum(len(b) for b in lane.held),
+                queue_bytes=stats.bytes,
+                queue_max_events=lane.delivery.queue_max_events,
+                queue_max_bytes=lane.delivery.queue_max_bytes,
+                queue_oldest_seconds=max(0.0, now - stats.oldest_enqueued_at)
+                if stats.oldest_enqueued_at
+                else 0.0,
+                in_flight=stats.in_flight,
+                held_events=sum(len(b) for b in lane.held),
+                hold_reason=lane.hold_reason,
+                dropped_total=dropped,
+                corrupt_total=stats.corrupt,
+                recovered_total=stats.recovered,
+                retiring=lane.retiring,
+            )
+            out[lane.name] = entry
+        return out
+
+
+def _payloads(events: list[Event], cache: dict[int, bytes]) -> list[bytes]:
+    """Serialize each event once, however many durable queues take it."""
+    out = []
+    for ev in events:
+        key = id(ev)
+        data = cache.get(key)
+        if data is None:
+            data = cache[key] = _DUMPS(ev, default=str)
+        out.append(data)
+    return out
