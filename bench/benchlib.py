@@ -25,8 +25,8 @@ settings {{
   data_dir = "{data_dir}"
 }}
 {inputs}
-output all {{ type = "file", path = "{all_path}" }}
-output sev {{ type = "file", path = "{sev_path}" }}
+output all {{ type = "file", path = "{all_path}"{queue} }}
+output sev {{ type = "file", path = "{sev_path}"{queue} }}
 
 route severe {{
   when severity >= 6
@@ -47,13 +47,26 @@ def default_work() -> Path:
     return Path(os.environ.get("BENCH_WORK") or "bench-work").resolve()
 
 
+#: ``--queue`` modes: the delivery options added to both outputs.
+QUEUES = {
+    "memory": ', queue = "memory"',
+    "disk": ', queue = "disk", fsync = "interval"',
+    "disk-always": ', queue = "disk", fsync = "always"',
+}
+
+
 def config_text(
-    data_dir: Path, all_path: Path, sev_path: Path, port: int | None = None, framing: str = "auto"
+    data_dir: Path,
+    all_path: Path,
+    sev_path: Path,
+    port: int | None = None,
+    framing: str = "auto",
+    queue: str = "memory",
 ) -> str:
     """The benchmark configuration; with ``port`` it has one TCP input on 127.0.0.1."""
     inputs = TCP_INPUT.format(port=port, framing=framing) if port is not None else ""
     return CONFIG_TEMPLATE.format(
-        data_dir=data_dir, inputs=inputs, all_path=all_path, sev_path=sev_path
+        data_dir=data_dir, inputs=inputs, all_path=all_path, sev_path=sev_path, queue=QUEUES[queue]
     )
 
 

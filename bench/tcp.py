@@ -80,7 +80,8 @@ def run_once(a: argparse.Namespace, data: Path, meta: dict, blast: Path | None) 
     port = free_port()
     all_path, sev_path = rundir / "all.jsonl", rundir / "sev.jsonl"
     conf = rundir / "dsrouter.conf"
-    conf.write_text(benchlib.config_text(rundir / "data", all_path, sev_path, port, a.framing))
+    text = benchlib.config_text(rundir / "data", all_path, sev_path, port, a.framing, a.queue)
+    conf.write_text(text)
     log = open(rundir / "daemon.log", "wb")
     prof = ["-m", "cProfile", "-o", str(rundir / "daemon.prof")] if a.profile else []
     proc = subprocess.Popen(
@@ -121,6 +122,7 @@ def run_once(a: argparse.Namespace, data: Path, meta: dict, blast: Path | None) 
         "n": meta["n"],
         "conns": a.conns,
         "framing": a.framing,
+        "queue": a.queue,
         "sender": sent["sender"],
         "elapsed_s": round(elapsed, 3),
         "eps": round(counts.get("all.jsonl", 0) / elapsed),
@@ -149,6 +151,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--conns", type=int, default=1, help="sender TCP connections (blast -c)")
     ap.add_argument("--framing", default="auto", help="the tcp input's framing option")
+    ap.add_argument(
+        "--queue",
+        default="memory",
+        choices=list(benchlib.QUEUES),
+        help="the outputs' queue: memory, disk (fsync every 1 s) or disk-always",
+    )
     ap.add_argument("--max-wait", type=float, default=300, help="bound on one run, seconds")
     ap.add_argument("--python-sender", action="store_true", help="do not use blast")
     ap.add_argument("--profile", action="store_true", help="run the daemon under cProfile")
@@ -177,6 +185,7 @@ def main() -> None:
         f"(want {meta['n']:,} / {meta['severity_ge_6']:,}) |"
     )
     name = "dsrouter-tcp" + (f"-c{a.conns}" if a.conns > 1 else "")
+    name += "" if a.queue == "memory" else f"-{a.queue}"
     if a.profile:
         print_profile(a.work / "out" / "dsrouter-tcp" / "daemon.prof")
         return  # cProfile slows the daemon: keep those figures out of results/

@@ -152,12 +152,24 @@ class Daemon(DaemonOps):
 
     def _on_stop(self) -> None:
         self.signals += 1
-        if self.signals > 1:  # a second Ctrl-C: leave now; the queues recover at start-up
-            self.log.warning("daemon_killed", help="second stop signal: exiting at once")
-            sys.stderr.flush()
-            os._exit(130)
+        if self.signals > 1:
+            self._exit_now()
         assert self.stop_event is not None
         self.stop_event.set()
+
+    def _exit_now(self, *_: object) -> None:
+        """A second Ctrl-C: leave now; the disk queues recover at the next start."""
+        self.log.warning("daemon_killed", help="second stop signal: exiting at once")
+        sys.stderr.flush()
+        os._exit(130)
+
+    def _exit_on_next_signal(self) -> None:
+        """While the loop is blocked joining workers, signals must still reach us."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                signal.signal(sig, self._exit_now)
+            except (ValueError, OSError):  # not the main thread (embedded use): nothing to do
+                pass
 
     async def _serve(self) -> None:
         assert self.stop_event is not None and self.pipeline is not None and self.engine
@@ -206,6 +218,7 @@ class Daemon(DaemonOps):
         if self.pipeline is not None:
             self.pipeline.flush()
         if self.engine is not None:
+            self._exit_on_next_signal()
             timeout = float(self.config.settings.get("shutdown_timeout") or 10.0)
             left = self.engine.close(time.monotonic() + timeout)
             if self.listeners:
