@@ -44,8 +44,11 @@ def throughput(a: argparse.Namespace) -> None:
             args = argparse.Namespace(**{**vars(a), "queue": mode, "framing": "auto"})
             run = tcp.run_once(args, data, meta, blast)
             runs[mode].append(run)
-            print(f"round {r + 1} {mode}: {run['eps']:,} ev/s, RSS {run['rss_mb']} MB, "
-                  f"counts ok {run['counts_ok']}", flush=True)  # fmt: skip
+            print(
+                f"round {r + 1} {mode}: {run['eps']:,} ev/s, RSS {run['rss_mb']} MB, "
+                f"counts ok {run['counts_ok']}",
+                flush=True,
+            )
     _report(runs, meta, a)
 
 
@@ -58,14 +61,18 @@ def _report(runs: dict[str, list[dict]], meta: dict, a: argparse.Namespace) -> N
         cpu = statistics.median(r["cpu_s"] for r in rs)
         rss = max(r["rss_mb"] for r in rs)
         ok = all(r["counts_ok"] for r in rs)
-        print(f"| {mode} | {statistics.median(eps):,.0f} ({eps[0]:,}–{eps[-1]:,}) | {cpu:.1f} "
-              f"| {rss:.0f} | {ok} |")  # fmt: skip
+        print(
+            f"| {mode} | {statistics.median(eps):,.0f} ({eps[0]:,}–{eps[-1]:,}) | {cpu:.1f} "
+            f"| {rss:.0f} | {ok} |"
+        )
     for mode in MODES[1:]:
         ratios = sorted(
             m["eps"] / d["eps"] for m, d in zip(runs["memory"], runs[mode], strict=True)
         )
-        print(f"memory / {mode} per round: median {statistics.median(ratios):.2f}× "
-              f"({ratios[0]:.2f}–{ratios[-1]:.2f})")  # fmt: skip
+        print(
+            f"memory / {mode} per round: median {statistics.median(ratios):.2f}× "
+            f"({ratios[0]:.2f}–{ratios[-1]:.2f})"
+        )
     benchlib.save_result(a.work, "dsrouter-delivery", {"n": meta["n"], "runs": runs})
 
 
@@ -75,7 +82,7 @@ class SlowSink(BaseHTTPRequestHandler):
     delay = 0.15
     events = 0
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         time.sleep(self.delay)
         SlowSink.events += body.count(b'"event_id"')
@@ -99,17 +106,24 @@ def overload(a: argparse.Namespace) -> None:
         f'settings {{ data_dir = "{rundir / "data"}", metrics = "127.0.0.1:0" }}\n'
         f'input tcp_in {{ type = "tcp", listen = "127.0.0.1:{port}" }}\n'
         f'output hook {{ type = "webhook", url = "http://127.0.0.1:{server.server_address[1]}/",'
-        f' queue = "{a.queue}", queue_max_events = 100000, when_full = "block", max_in_flight = 1 }}\n'
+        f' queue = "{a.queue}", queue_max_events = 100000, when_full = "block",'
+        " max_in_flight = 1 }\n"
         "route all { to hook }\n"
     )
     log = open(rundir / "daemon.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "dsrouter", "--log-json", "run", "-c", str(conf)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=rundir)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dsrouter", "--log-json", "run", "-c", str(conf)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=rundir,
+    )
     try:
         while not benchlib.tcp_listening(port):
             time.sleep(0.05)
-        sender = subprocess.Popen([str(blast), "tcp", "127.0.0.1", str(port), str(data), "-t",
-                                   str(int(a.seconds) + 60)], stdout=subprocess.PIPE)  # fmt: skip
+        sender = subprocess.Popen(
+            [str(blast), "tcp", "127.0.0.1", str(port), str(data), "-t", str(int(a.seconds) + 60)],
+            stdout=subprocess.PIPE,
+        )
         peak, samples = 0.0, []
         t0 = time.monotonic()
         while time.monotonic() - t0 < a.seconds:
@@ -125,9 +139,14 @@ def overload(a: argparse.Namespace) -> None:
         proc.wait(60)
         log.close()
         server.shutdown()
-    out = {"seconds": a.seconds, "queue": a.queue, "peak_rss_mb": round(peak, 1),
-           "rss_by_second": samples, "delivered": taken,
-           "output_rate": round(taken / a.seconds)}  # fmt: skip
+    out = {
+        "seconds": a.seconds,
+        "queue": a.queue,
+        "peak_rss_mb": round(peak, 1),
+        "rss_by_second": samples,
+        "delivered": taken,
+        "output_rate": round(taken / a.seconds),
+    }
     print(json.dumps(out))
     benchlib.save_result(a.work, f"dsrouter-overload-{a.queue}", out)
 

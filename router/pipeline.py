@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from dsrouter.delivery.deadletter import Letter
 from dsrouter.delivery.engine import Engine
 from dsrouter.ds import parse_batch
+
+#: The dead-letter store name for batches the pipeline itself could not route.
+PIPELINE = "_pipeline"
 
 
 class Pipeline:
@@ -103,24 +105,14 @@ class Pipeline:
         return batches
 
     def _dead_letter_batch(self, events: list[dict], exc: Exception) -> None:
-        path = self.data_dir / "deadletter" / "_pipeline.jsonl"
+        """Keep a batch the pipeline choked on, as dead letters of the ``_pipeline`` store."""
+        reason = f"routing failed: {exc!r}"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "ab") as fh:
-                fh.write(
-                    b"".join(
-                        orjson.dumps(
-                            {"reason": repr(exc), "event": ev},
-                            default=str,
-                            option=orjson.OPT_APPEND_NEWLINE,
-                        )
-                        for ev in events
-                    )
-                )
+            self.engine.dead_letters.add(PIPELINE, [Letter(ev, reason, 0) for ev in events])
         except OSError as err:
-            self.log.error("events_lost", events=len(events), reason=f"{exc!r}; {err}")
+            self.log.error("events_lost", events=len(events), reason=f"{reason}; {err}")
             return
-        self.log.error("pipeline_failed", events=len(events), error=repr(exc), path=str(path))
+        self.log.error("pipeline_failed", events=len(events), error=repr(exc))
 
     # -- back-pressure --------------------------------------------------------------------
     def pause(self) -> None:

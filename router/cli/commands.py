@@ -143,6 +143,7 @@ def _human_line(label, n, ev, d, explanation) -> bytes:
 def list_plugins(args) -> int:
     """Print every registered input and output type with its plugin and options."""
     from dsrouter.api import InputType, OutputType
+    from dsrouter.delivery.options import delivery_options
     from dsrouter.plugin import Plugins
 
     plugins = Plugins()
@@ -154,9 +155,16 @@ def list_plugins(args) -> int:
         for name, kind in sorted(table.items()):
             print(f"{what} {name}  (plugin {kind.plugin}) — {kind.help}")
             for opt in kind.options:
-                default = "required" if opt.required else f"default {opt.default!r}"
-                print(f"    {opt.name:<18} {opt.kind:<9} {default:<22} {opt.help}")
+                _print_option(opt)
+    print("every output also takes the delivery options (see docs/delivery.md):")
+    for opt in delivery_options():
+        _print_option(opt)
     return EXIT_OK
+
+
+def _print_option(opt) -> None:
+    default = "required" if opt.required else f"default {opt.default!r}"
+    print(f"    {opt.name:<18} {opt.kind:<9} {default:<22} {opt.help}")
 
 
 def send(args) -> int:

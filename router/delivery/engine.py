@@ -23,7 +23,7 @@ import orjson
 from dsrouter.api import Event, Output, OutputContext, OutputType
 from dsrouter.delivery.deadletter import DeadLetters
 from dsrouter.delivery.diskqueue import DiskQueue
-from dsrouter.delivery.memqueue import MemoryQueue
+from dsrouter.delivery.memqueue import MemoryQueue, estimate_size
 from dsrouter.delivery.options import DeliveryOptions
 from dsrouter.delivery.queue import Queue, QueueFull
 from dsrouter.delivery.worker import Worker
@@ -86,16 +86,9 @@ class Engine:
         for block in blocks:
             self.lanes[block.name] = self._lane(block)
 
-    def _lane(self, block: Any, queue: Queue | None = None) -> Lane:
-        delivery, own = DeliveryOptions.split(block.options)
-        ctx = OutputContext(data_dir=self.data_dir, config_dir=self.config_dir, logger=self.log)
-        try:
-            output = self.types[block.type].factory(block.name, own, ctx)
-            output.open()
-        except Exception as exc:
-            raise StartupError(
-                f"output '{block.name}' ({block.type}) failed to start: {exc}"
-            ) from exc
+    def _lane(self, block: Any, queue: Queue | None = None, output: Output | None = None) -> Lane:
+        delivery, _ = DeliveryOptions.split(block.options)
+        output = output or self._open_output(block)
         try:
             queue = queue or self._queue(block.name, delivery)
         except OSError as exc:
@@ -106,6 +99,18 @@ class Engine:
         )
         worker.start()
         return Lane(block.name, block.type, dict(block.options), delivery, output, queue, worker)
+
+    def _open_output(self, block: Any) -> Output:
+        _, own = DeliveryOptions.split(block.options)
+        ctx = OutputContext(data_dir=self.data_dir, config_dir=self.config_dir, logger=self.log)
+        try:
+            output = self.types[block.type].factory(block.name, own, ctx)
+            output.open()
+        except Exception as exc:
+            raise StartupError(
+                f"output '{block.name}' ({block.type}) failed to start: {exc}"
+            ) from exc
+        return output
 
     def _queue(self, name: str, opts: DeliveryOptions) -> Queue:
         where = queue_dir(self.data_dir, name)
@@ -148,29 +153,30 @@ class Engine:
         if policy == "block":
             self._hold(lane, events, "queue full")
             return
+        sizes = [len(p) for p in payloads] if payloads else [estimate_size(e) for e in events]
         if policy == "drop_oldest":
-            evicted = lane.queue.evict_oldest(len(events), sum(map(len, payloads or ())))
+            evicted = lane.queue.evict_oldest(len(events), sum(sizes))
             lane.dropped["queue_full_oldest"] += evicted
-        fit = self._fitting(lane, events, payloads)
+        fit = self._fitting(lane, events, sizes)
         if fit:
             try:
                 lane.queue.publish(events[:fit], payloads[:fit] if payloads else None)
             except (QueueFull, OSError):
                 fit = 0
-        lane.dropped["queue_full_newest" if policy == "drop_newest" else "queue_full"] += (
-            len(events) - fit
-        )
+        if len(events) > fit:
+            reason = "queue_full_newest" if policy == "drop_newest" else "queue_full_oldest"
+            lane.dropped[reason] += len(events) - fit
 
     @staticmethod
-    def _fitting(lane: Lane, events: list[Event], payloads: list[bytes] | None) -> int:
+    def _fitting(lane: Lane, events: list[Event], sizes: list[int]) -> int:
+        """How many of the batch's first events fit in the room left."""
         room_events, room_bytes = lane.queue.room()
         fit = min(len(events), room_events)
-        if payloads is not None:
-            total = 0
-            for i, p in enumerate(payloads[:fit]):
-                total += len(p)
-                if total > room_bytes:
-                    return i
+        total = 0
+        for i, size in enumerate(sizes[:fit]):
+            total += size
+            if total > room_bytes:
+                return i
         return fit
 
     def _hold(self, lane: Lane, events: list[Event], reason: str) -> None:
@@ -198,33 +204,49 @@ class Engine:
 
     # -- reload ---------------------------------------------------------------------------
     def reconfigure(self, blocks: Sequence[Any]) -> None:
-        """Apply a new set of output blocks: unchanged lanes stay as they are (queue, worker,
-        connections); changed ones get a new output on the same queue; removed ones drain."""
+        """Apply a new set of output blocks, all or nothing: every new or changed output is
+        opened first (a failure closes those and changes nothing); then unchanged lanes stay
+        as they are (queue, worker, connections) and reopen their files, changed ones get the
+        new output on the same queue, removed ones take nothing new, drain and close."""
         wanted = {b.name: b for b in blocks}
-        for name in list(self.lanes):
-            if name not in wanted:
-                self._retire(self.lanes.pop(name))
-        for name, block in wanted.items():
-            lane = self.lanes.get(name)
-            if lane is None:
-                self.lanes[name] = self._lane(block)
-            elif not lane.same_as(block):
-                self.lanes[name] = self._replace(lane, block)
-            else:
+        changed = [
+            b for b in blocks if b.name not in self.lanes or not self.lanes[b.name].same_as(b)
+        ]
+        opened: dict[str, Output] = {}
+        try:
+            for block in changed:
+                opened[block.name] = self._open_output(block)
+        except StartupError:
+            for output in opened.values():
+                _quietly_close(output, self.log)
+            raise
+        for name in [n for n in self.lanes if n not in wanted]:
+            self._retire(self.lanes.pop(name))
+        for name, lane in self.lanes.items():
+            if name not in opened:
                 lane.worker.request_reopen()
+        for block in changed:
+            old = self.lanes.get(block.name)
+            output = opened[block.name]
+            if old is None:
+                self.lanes[block.name] = self._lane(block, output=output)
+            else:
+                self.lanes[block.name] = self._replace(old, block, output)
 
-    def _replace(self, lane: Lane, block: Any) -> Lane:
+    def _replace(self, lane: Lane, block: Any, output: Output) -> Lane:
+        """The changed block's new output on the lane's queue (a new queue if its type
+        changed: the old one's backlog stays in the directory the new one reads)."""
         new_opts, _ = DeliveryOptions.split(block.options)
-        self._stop_lane(lane, time.monotonic() + 10.0)
-        keep = new_opts.queue == lane.delivery.queue
-        if keep:
-            lane.queue.max_events, lane.queue.max_bytes = (
-                new_opts.queue_max_events,
-                new_opts.queue_max_bytes,
-            )
+        if self._stop_lane(lane, time.monotonic() + 10.0):
+            _quietly_close(lane.output, self.log)
+        queue: Queue | None = lane.queue
+        if new_opts.queue == lane.delivery.queue:
+            lane.queue.max_events = new_opts.queue_max_events
+            lane.queue.max_bytes = new_opts.queue_max_bytes
         else:
             lane.queue.close()  # a memory queue spills to the directory the disk queue reads
-        new = self._lane(block, lane.queue if keep else None)
+            queue = None
+        new = self._lane(block, queue, output)
         new.held, new.dropped = lane.held, lane.dropped
         return new
 
@@ -283,10 +305,7 @@ class Engine:
 
     def _close_lane(self, lane: Lane, deadline: float) -> None:
         if self._stop_lane(lane, deadline):
-            try:
-                lane.output.close()
-            except Exception as exc:  # a broken close must not hide the others
-                self.log.error("output_close_failed", output=lane.name, error=str(exc))
+            _quietly_close(lane.output, self.log)
         queued = lane.queue.stats().events
         try:
             lane.queue.close()
@@ -330,6 +349,14 @@ class Engine:
             )
             out[lane.name] = entry
         return out
+
+
+def _quietly_close(output: Output, log: Any) -> None:
+    """Close an output; a broken close is logged, never raised (it must not hide others)."""
+    try:
+        output.close()
+    except Exception as exc:
+        log.error("output_close_failed", output=output.name, error=str(exc))
 
 
 def _payloads(events: list[Event], cache: dict[int, bytes]) -> list[bytes]:

@@ -51,10 +51,16 @@ def test_metrics_named_in_delivery_md_exist(tmp_path):
     named = set(re.findall(r"`(dsrouter_[a-z_]+)", text))
     snapshot = {
         "inputs": {"u": {"messages_total": 1, "kernel_drops_total": 1}},
-        "outputs": {"o": {"queue_events": 1, "corrupt_total": 1, "dropped_total": {"x": 1},
-                          "dead_lettered_total": 1}},
+        "outputs": {
+            "o": {
+                "queue_events": 1,
+                "corrupt_total": 1,
+                "dropped_total": {"x": 1},
+                "dead_lettered_total": 1,
+            }
+        },
         "reload": {"success": 1, "timestamp": 1.0, "total": 1, "failed_total": 0},
-    }  # fmt: skip
+    }
     exposed = set()
     for family in collect_families(snapshot):
         exposed.add(family.name)

@@ -333,3 +333,27 @@ def test_udp_burst_shows_kernel_drops_in_metrics(start_daemon, sink, tmp_path):
         metric(d.metrics, "dsrouter_input_dropped_total", input="udp_in", reason="kernel") == drops
     )
     assert d.stop()[0] == 0
+
+
+def test_one_impossible_file_name_is_dead_lettered_alone(start_daemon, tmp_path):
+    conf = (
+        BASE.format(data="./data")
+        + 'output archive { type = "file", path = "archive/{host}{name}{msg}.jsonl" }\n'
+        + "route all { to archive }\n"
+    )
+    d = start_daemon(conf)
+    long = "x" * 120  # three fields of 100 characters each: a name over 255 bytes
+    bad = (
+        "<134>Nov 27 23:18:32 dsm01 CEF:0|Trend Micro|Deep Security Agent|20.0.1.690|1000552|"
+        f"{long}|8|dvchost={long} msg={long}"
+    ).encode()
+    send(d.ports["tcp_in"], lines(0, 300) + [bad] + lines(300, 300))
+    archived = _wait_archive(tmp_path / "data" / "archive", 600, timeout=15)
+    assert sorted(seqs(archived)) == list(range(600))
+    wait_metric(
+        d.metrics, "dsrouter_output_dead_lettered_total", lambda v: v == 1, output="archive"
+    )
+    assert metric(d.metrics, "dsrouter_output_retried_total", output="archive") == 0
+    letters = (tmp_path / "data" / "deadletter" / "archive.jsonl").read_bytes().splitlines()
+    assert len(letters) == 1 and "File name too long" in orjson.loads(letters[0])["reason"]
+    assert d.stop()[0] == 0

@@ -28,8 +28,13 @@ def _with_hook(conf: str, hook: str) -> str:
 
 
 def _cli(tmp_path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dsrouter", *args], capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dsrouter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
 
 
 def _count(path) -> int:
@@ -120,8 +125,9 @@ def test_queue_status_live_and_from_the_files(start_daemon, tmp_path):
         text = _cli(tmp_path, "queue", "status", "-c", "dsrouter.conf").stdout
         assert "daemon running" in text and "hook" in text and "retrying" in text
         assert d.stop()[0] == 0
-        offline = json.loads(_cli(tmp_path, "queue", "status", "-c", "dsrouter.conf",
-                                  "--json").stdout)  # fmt: skip
+        offline = json.loads(
+            _cli(tmp_path, "queue", "status", "-c", "dsrouter.conf", "--json").stdout
+        )
         assert offline["daemon_running"] is False
         assert offline["outputs"]["hook"]["queue_events"] == 40
         assert offline["outputs"]["hook"]["queue_oldest_seconds"] > 0
