@@ -26,6 +26,8 @@ missing or unreadable state file is rebuilt by treating every record found as un
 (``state_rebuilt``, counted once in ``corrupt``). Memory stays small whatever the backlog:
 records are read from the files as they are fetched (a read-ahead of one 256 KiB chunk); only
 records fetched and not yet acked are tracked one by one, the rest as counts per segment.
+Events this process published stay in RAM up to ``cache_bytes`` until fetched, so fetching
+them skips the JSON decode (their bytes are still read back and checked).
 
 ``attempts`` of a fetched record is the number of times it was fetched in this process, this
 fetch included (1 the first time). Seqs increase and are never reused, across restarts too.
@@ -90,6 +92,7 @@ class _Meta:
     seg: int
     offset: int
     attempts: int
+    event: Event | None = None  # this process's own event, while it is being handed out
 
 
 def _policy(fsync: float | str) -> float | str:
@@ -119,8 +122,14 @@ class DiskQueue(Queue):
         max_bytes: int = 0,
         segment_bytes: int = 8 << 20,
         fsync: float | str = 1.0,
+        cache_bytes: int = 32 << 20,
     ) -> None:
         super().__init__(name, max_events, max_bytes)
+        # Events published by this process and not yet fetched, so that fetching them needs no
+        # ``orjson.loads`` (the bytes are still read back and checked): bounded by their size.
+        self._fresh: dict[int, tuple[Event, int]] = {}
+        self._fresh_bytes = 0
+        self._cache_bytes = cache_bytes
         self.directory = Path(directory)
         self._cond = threading.Condition()
         self._log = SegmentLog(self.directory, segment_bytes, _policy(fsync), self._cond)
@@ -168,8 +177,26 @@ class DiskQueue(Queue):
                 or (self.max_bytes and nbytes + total > self.max_bytes)
             ):
                 raise QueueFull(f"queue {self.name}: {len(blobs)} events / {total} bytes")
+            first = self._log.next_seq
             self._log.append(blobs, crcs, times)
+            self._remember(first, events, blobs)
             self._cond.notify(len(blobs))
+
+    def _remember(self, first: int, events: Sequence[Event], blobs: list[bytes]) -> None:
+        fresh, room = self._fresh, self._cache_bytes - self._fresh_bytes
+        for i, (event, blob) in enumerate(zip(events, blobs, strict=True)):
+            if len(blob) > room:
+                break
+            fresh[first + i] = (event, len(blob))
+            room -= len(blob)
+        self._fresh_bytes = self._cache_bytes - room
+
+    def _recall(self, seq: int) -> Event | None:
+        hit = self._fresh.pop(seq, None)
+        if hit is None:
+            return None
+        self._fresh_bytes -= hit[1]
+        return hit[0]
 
     def _totals(self) -> tuple[int, int]:
         log = self._log
@@ -225,6 +252,7 @@ class DiskQueue(Queue):
             out.append((meta, payload))
         while len(out) < n and (e := self._log.take()) is not None:
             meta = _Meta(e.seq, len(e.payload), e.ts, e.seg, e.offset, 1)
+            meta.event = self._recall(e.seq)
             self._pending[e.seq] = meta
             self._pbytes += meta.size
             self._leased.add(e.seq)
@@ -237,11 +265,13 @@ class DiskQueue(Queue):
     def _decode(self, got: list[tuple[_Meta, bytes]]) -> list[Record]:
         out, bad = [], []
         for meta, payload in got:
-            try:
-                event = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                bad.append(meta.seq)
-                continue
+            event, meta.event = meta.event, None
+            if event is None:
+                try:
+                    event = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    bad.append(meta.seq)
+                    continue
             pos = (meta.seg, meta.offset)
             out.append(Record(meta.seq, event, meta.size, meta.ts, meta.attempts, pos))
         if bad:
@@ -294,6 +324,7 @@ class DiskQueue(Queue):
                 self._drop(seq)
             while (n < de or b < db) and (e := self._log.take()) is not None:
                 n, b = n + 1, b + len(e.payload)
+                self._recall(e.seq)
             if n:
                 self._evicted += n
                 self._log.commit(self._pending)
@@ -332,4 +363,5 @@ class DiskQueue(Queue):
             self._gen += 1
             self._cond.notify_all()
             taken = list(self._pending)
+            self._fresh.clear()
         self._log.close(taken)

@@ -460,3 +460,29 @@ def test_a_full_disk_leaves_nothing_torn_and_publishing_resumes(tmp_path: Path) 
         if q is not None:
             q.close()
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_fresh_events_skip_the_decode_and_a_restart_reads_the_bytes(tmp_path: Path) -> None:
+    q = open_q(tmp_path)
+    events = [event(i) for i in range(5)]
+    q.publish(events)
+    got = q.fetch(5, 0)
+    assert all(r.event is e for r, e in zip(got, events, strict=True))  # the cache
+    q.nak(got[:2])
+    again = q.fetch(5, 0)  # a redelivery decodes the stored bytes
+    assert [r.event for r in again] == events[:2]
+    assert all(r.event is not e for r, e in zip(again, events[:2], strict=True))
+    q.close()
+    q = open_q(tmp_path)
+    assert [r.event for r in q.fetch(5, 0)] == events  # nothing acked: all back, from disk
+    q.close()
+
+
+def test_the_cache_is_bounded_by_bytes(tmp_path: Path) -> None:
+    q = DiskQueue("out", tmp_path / "q", cache_bytes=1000)
+    events = [event(i) for i in range(50)]
+    q.publish(events)
+    assert q._fresh_bytes <= 1000 and 0 < len(q._fresh) < 50
+    got = q.fetch(50, 0)
+    assert [r.event for r in got] == events and q._fresh_bytes == 0
+    q.close()
