@@ -222,6 +222,22 @@ def _why(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
+class _Once:
+    """A request body handed over once and then let go.
+
+    httpx's request and connection-pool objects form reference cycles that only the cyclic
+    collector frees, and the daemon runs it rarely: a body kept inside them (up to a whole
+    batch) would pile up with every request. This one drops its bytes once sent.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def __iter__(self):
+        body, self.body = self.body, b""
+        yield body
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (seconds or HTTP-date), capped at 1 hour."""
     if not value:
@@ -382,11 +398,14 @@ class WebhookOutput(Output):
         """One request; returns on 2xx, else raises RetryLater or PermanentFailure."""
         if self.client is None:
             raise RetryLater("webhook output is not open")
+        headers = {**self.request_headers, "Content-Length": str(len(body))}
+        request = self.client.build_request("POST", self.url, content=_Once(body), headers=headers)
         try:
-            with self.client.stream(
-                "POST", self.url, content=body, headers=self.request_headers
-            ) as resp:
+            resp = self.client.send(request, stream=True)
+            try:
                 head = self._read(resp)
+            finally:
+                resp.close()
         except httpx.TimeoutException as exc:
             raise RetryLater(f"no answer within {self.timeout:g}s ({type(exc).__name__})") from None
         except (httpx.HTTPError, OSError) as exc:

@@ -207,6 +207,33 @@ def test_2xx_is_delivered(server, make, status):
     assert req.path == "/hook" and [e["n"] for e in req.json()] == [0, 1]
 
 
+def test_request_bodies_are_not_kept_alive_by_reference_cycles(server, make):
+    """The daemon runs the cyclic collector rarely: no batch body may wait for it."""
+    import gc
+
+    out = make(server.url)
+    big = [{"n": i, "raw": "x" * 2000} for i in range(200)]
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            server.script.append(Reply(200))
+            out.send(big)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        sizes = [
+            len(getattr(o, "_stream", b"") or b"")
+            for o in gc.garbage
+            if type(o).__name__ == "ByteStream"
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert len(server.requests) == 3
+    assert max(sizes, default=0) < 100_000  # a 400 KB body would be here without the fix
+
+
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 507, 599])
 def test_transient_statuses_retry_later(server, make, status):
     server.script.append(Reply(status, b"busy"))
