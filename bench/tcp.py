@@ -8,6 +8,8 @@ shared harness's C sender ``WORK/build/blast`` (built from ``../shared/bench/too
 missing and gcc exists; otherwise a Python ``socket.sendfile`` sender), waits until every line is
 in ``all.jsonl`` and the severity >= 6 ones in ``sev.jsonl``, then SIGTERMs the daemon.
 
+``DS_PREFIX="taskset -c 0"`` runs the daemon under that command (e.g. pinned to one core).
+
 Measured like the shared harness: events/s = N / (mtime of the last output write − time the
 first byte was sent); receiver CPU seconds (user + sys) and peak RSS (VmHWM) from /proc.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pstats
 import signal
 import socket
@@ -85,7 +88,17 @@ def run_once(a: argparse.Namespace, data: Path, meta: dict, blast: Path | None) 
     log = open(rundir / "daemon.log", "wb")
     prof = ["-m", "cProfile", "-o", str(rundir / "daemon.prof")] if a.profile else []
     proc = subprocess.Popen(
-        [sys.executable, *prof, "-m", "dsrouter", "--log-json", "run", "-c", str(conf)],
+        [
+            *os.environ.get("DS_PREFIX", "").split(),
+            sys.executable,
+            *prof,
+            "-m",
+            "dsrouter",
+            "--log-json",
+            "run",
+            "-c",
+            str(conf),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=rundir,

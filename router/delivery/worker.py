@@ -45,10 +45,14 @@ class Latency:
         self.count = 0
 
     def observe(self, now: float, records: Sequence[Record]) -> None:
-        counts = self.counts
+        """Records committed together share ``enqueued_at``: one bucket look-up per run."""
+        counts, last, bucket, age = self.counts, None, 0, 0.0
         for r in records:
-            age = max(0.0, now - r.enqueued_at)
-            counts[bisect_left(LATENCY_BUCKETS, age)] += 1
+            if r.enqueued_at != last:
+                last = r.enqueued_at
+                age = max(0.0, now - last)
+                bucket = bisect_left(LATENCY_BUCKETS, age)
+            counts[bucket] += 1
             self.sum += age
         self.count += len(records)
 
