@@ -96,7 +96,7 @@ class DaemonOps:
 
     def _dlq(self, cmd: str, output: Any, ids: Any) -> dict[str, Any]:
         store: DeadLetters = self.engine.dead_letters
-        if output is not None and output not in self.engine.lanes and cmd == "dlq_replay":
+        if output is not None and output not in self.engine.lanes and output != "_pipeline":
             return {"ok": False, "error": f"no output named {output!r} in the running config"}
         wanted = set(ids) if isinstance(ids, list) else None
         letters = [s for s in store.list(output) if wanted is None or s.dlq_id in wanted]

@@ -55,9 +55,18 @@ def reload(args) -> int:
 def dlq(args) -> int:
     """``dsrouter dlq list|show|replay|purge``."""
     from dsrouter.delivery.deadletter import DeadLetters
+    from dsrouter.pipeline import PIPELINE
 
     config, data_dir = _data_dir(args)
     store = DeadLetters(data_dir / "deadletter")
+    known = [b.name for b in config.outputs] + [PIPELINE]
+    if args.output is not None and args.output not in known:
+        print(
+            f"dsrouter dlq: no output named {args.output!r} in the configuration "
+            f"(outputs: {', '.join(known)})",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     if args.action in ("list", "show"):
         letters = [s for s in store.list(args.output) if not args.ids or s.dlq_id in args.ids]
         (_list if args.action == "list" else _show)(letters)
