@@ -47,7 +47,7 @@ import orjson
 
 from . import segments as sg
 from .disklog import QueueLocked, SegmentLog
-from .queue import UNLIMITED, Event, Queue, QueueFull, QueueStats, Record
+from .queue import Event, Queue, QueueFull, QueueStats, Record
 from .segments import read_records
 
 __all__ = ["DiskQueue", "QueueLocked", "Retries", "read_records"]
@@ -202,12 +202,9 @@ class DiskQueue(Queue):
         log = self._log
         return log.unread + len(self._pending), log.unread_bytes + self._pbytes
 
-    def room(self) -> tuple[int, int]:
+    def _usage(self) -> tuple[int, int]:
         with self._cond:
-            depth, nbytes = self._totals()
-        ev = max(self.max_events - depth, 0) if self.max_events else UNLIMITED
-        nb = max(self.max_bytes - nbytes, 0) if self.max_bytes else UNLIMITED
-        return ev, nb
+            return self._totals()
 
     def fetch(self, max_events: int, timeout: float) -> list[Record]:
         """Lease up to ``max_events`` records: due nak'ed ones first, then unread ones."""

@@ -31,7 +31,7 @@ from pathlib import Path
 import orjson
 
 from .diskqueue import DiskQueue, Retries
-from .queue import UNLIMITED, Event, Queue, QueueFull, QueueStats, Record
+from .queue import Event, Queue, QueueFull, QueueStats, Record
 
 _SPILL_BATCH = 1000
 
@@ -87,12 +87,9 @@ class MemoryQueue(Queue):
             self._bytes += total
             self._cond.notify(len(sizes))
 
-    def room(self) -> tuple[int, int]:
+    def _usage(self) -> tuple[int, int]:
         with self._cond:
-            depth, nbytes = len(self._records), self._bytes
-        ev = max(self.max_events - depth, 0) if self.max_events else UNLIMITED
-        nb = max(self.max_bytes - nbytes, 0) if self.max_bytes else UNLIMITED
-        return ev, nb
+            return len(self._records), self._bytes
 
     def fetch(self, max_events: int, timeout: float) -> list[Record]:
         """Lease up to ``max_events``: due nak'ed records, then spilled ones, then new ones."""

@@ -85,9 +85,16 @@ class Queue(abc.ABC):
         and nothing partial is left behind.
         """
 
-    @abc.abstractmethod
     def room(self) -> tuple[int, int]:
         """How many more events and bytes fit (:data:`UNLIMITED` where there is no limit)."""
+        depth, nbytes = self._usage()
+        ev = max(self.max_events - depth, 0) if self.max_events else UNLIMITED
+        nb = max(self.max_bytes - nbytes, 0) if self.max_bytes else UNLIMITED
+        return ev, nb
+
+    @abc.abstractmethod
+    def _usage(self) -> tuple[int, int]:
+        """Events and bytes counted against the limits, read under the queue's lock."""
 
     @abc.abstractmethod
     def fetch(self, max_events: int, timeout: float) -> list[Record]:
