@@ -122,6 +122,8 @@ class FileOutput(Output):
         super().__init__(name, options, context)
         self.template = PathTemplate(options["path"], context.data_dir)
         self.max_open = options["max_open_files"]
+        self.encode = _raw_line if options.get("format", "json") == "raw" else _json_line
+        self.mode = _file_mode(options.get("mode", "0640"))
         self._fds: OrderedDict[str, int] = OrderedDict()
         # path -> (st_dev, st_ino, size): a torn append whose truncation failed, repaired on
         # the next open of that same file.
@@ -154,9 +156,9 @@ class FileOutput(Output):
     def _group(self, events: Sequence[Event]) -> dict[str, list[bytes]]:
         """The fast path: lines grouped by file, in batch order."""
         groups: dict[str, list[bytes]] = {}
-        render = self.template.render
+        render, encode = self.template.render, self.encode
         for ev in events:
-            line = _DUMPS(ev, option=_NL)
+            line = encode(ev)
             path = render(ev)
             group = groups.get(path)
             if group is None:
@@ -173,7 +175,7 @@ class FileOutput(Output):
         rejected: dict[int, PermanentFailure] = {}
         for i, ev in enumerate(events):
             try:
-                line = _DUMPS(ev, option=_NL)
+                line = self.encode(ev)
             except Exception as exc:
                 rejected[i] = PermanentFailure(f"cannot serialize event: {exc}")
                 continue
@@ -256,7 +258,7 @@ class FileOutput(Output):
             self._fds.move_to_end(path)
             return fd
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY, 0o640)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY, self.mode)
         if self._torn and path in self._torn:
             try:
                 self._repair(path, fd)
@@ -291,6 +293,30 @@ class FileOutput(Output):
         self.reopen()
 
 
+def _json_line(ev: Event) -> bytes:
+    return _DUMPS(ev, option=_NL)
+
+
+def _raw_line(ev: Event) -> bytes:
+    """The message as received, one per line: CR and LF inside it written as ``#015`` /
+    ``#012`` (rsyslog's escapes), so a line is always one event."""
+    raw = ev.get("raw") or ""
+    if "\n" in raw or "\r" in raw:
+        raw = raw.replace("\r", "#015").replace("\n", "#012")
+    return raw.encode() + b"\n"
+
+
+def _file_mode(text: Any) -> int:
+    """``"0640"`` → 0o640; anything else than an octal permission is a ValueError."""
+    try:
+        mode = int(str(text), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f'mode must be an octal permission such as "0640", not {text!r}')
+    return mode
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -300,6 +326,14 @@ def _write_all(fd: int, data: bytes) -> None:
 OPTIONS = (
     Option("path", "string", help="file path template under data_dir, e.g. {module}/{date}.jsonl"),
     Option("max_open_files", "int", 64, help="open file handles kept (least recently used closed)"),
+    Option(
+        "format",
+        "enum",
+        "json",
+        choices=("json", "raw"),
+        help="json: the normalized event per line; raw: the message as received",
+    ),
+    Option("mode", "string", "0640", help="permissions of new files (octal; the umask applies)"),
 )
 
 

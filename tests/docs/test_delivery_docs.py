@@ -66,3 +66,13 @@ def test_metrics_named_in_delivery_md_exist(tmp_path):
         exposed.add(family.name)
         exposed.update(s.name for s in family.samples)
     assert named and named <= exposed, named - exposed
+
+
+def test_file_output_page_example_checks(tmp_path):
+    from dsrouter.cli import main
+
+    text = (ROOT / "docs" / "outputs" / "file.md").read_text()
+    example = re.search(r"```\n(.*?)```", text, re.S).group(1)
+    conf = tmp_path / "file.conf"
+    conf.write_text(example.replace("/var/lib/dsrouter", str(tmp_path / "data")))
+    assert main(["check", "-c", str(conf)]) == 0

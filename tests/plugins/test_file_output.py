@@ -374,3 +374,34 @@ def test_reopen_after_logrotate_writes_a_new_file_at_the_original_path(make):
     out.close()
     assert [e["n"] for e in _lines(path.with_name("a.jsonl.1"))] == [0, 1]
     assert [e["n"] for e in _lines(path)] == [2]
+
+
+def test_raw_format_writes_the_message_as_received_one_per_line(make, tmp_path):
+    out = make("raw/{host}.log", format="raw")
+    out.send(
+        [
+            {"host": "a", "raw": "<134>Nov 27 CEF:0|Trend Micro|x", "module": "firewall"},
+            {"host": "a", "raw": "<134>two\nlines\r"},
+        ]
+    )
+    out.close()
+    data = (tmp_path / "data" / "raw" / "a.log").read_bytes()
+    assert data == b"<134>Nov 27 CEF:0|Trend Micro|x\n<134>two#012lines#015\n"
+
+
+@pytest.mark.parametrize("mode", ["0600", "0644"])
+def test_mode_sets_new_files_permissions(make, tmp_path, mode):
+    old = os.umask(0o022)
+    try:
+        out = make("m/{host}.jsonl", mode=mode)
+        out.send([{"host": "a"}])
+        out.close()
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "data" / "m" / "a.jsonl").st_mode & 0o777 == int(mode, 8)
+
+
+@pytest.mark.parametrize("mode", ["rw-r-----", "0999", "1777"])
+def test_a_bad_mode_is_refused(make, mode):
+    with pytest.raises(ValueError, match="octal permission"):
+        make("m/x.jsonl", mode=mode)
