@@ -102,7 +102,12 @@ _ROUTE = (
 _OUTPUT = (
     (C, "dsrouter_output_delivered", "delivered_total", "Events delivered by the output."),
     (C, "dsrouter_output_retried", "retried_total", "Delivery attempts retried after a failure."),
-    (C, "dsrouter_output_failed", "failed_total", "Events whose delivery failed for good."),
+    (
+        C,
+        "dsrouter_output_failed",
+        "failed_total",
+        "Events in a failed delivery attempt (then retried or dead-lettered).",
+    ),
     (
         C,
         "dsrouter_output_dead_lettered",

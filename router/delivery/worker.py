@@ -224,7 +224,13 @@ class Worker:
         if retry:
             self._transient([records[i] for i in sorted(retry)], error, error.retry_after)
 
+    def _failed(self, records: Sequence[Record]) -> None:
+        """Count events whose delivery attempt failed, whatever happens to them next."""
+        with self.lock:
+            self.failed += len(records)
+
     def _reject(self, records: list[Record], errors: Sequence[PermanentFailure]) -> None:
+        self._failed(records)
         letters = [
             Letter(r.event, f"permanent failure: {e}", r.attempts, e.response)
             for r, e in zip(records, errors, strict=True)
@@ -238,6 +244,7 @@ class Worker:
             else type(error).__name__
         )
         reason = f"{kind}: {error}"
+        self._failed(records)
         limit = self.options.max_attempts
         spent = [r for r in records if limit and r.attempts >= limit]
         again = [r for r in records if not (limit and r.attempts >= limit)]
@@ -251,7 +258,6 @@ class Worker:
         with self.lock:
             self.failures += 1
             self.retried += len(records)
-            self.failed += len(records)
             delay = self.options.backoff(self.failures) * (0.5 + random.random() / 2)
             if isinstance(retry_after, int | float) and retry_after >= 0:
                 delay = min(float(retry_after), 3600.0)

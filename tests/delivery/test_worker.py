@@ -129,6 +129,7 @@ def test_permanent_failure_dead_letters_the_whole_batch_without_pausing(rig):
     assert all(x.response == response for x in letters)
     snap = worker.snapshot()
     assert snap["delivered_total"] == 0 and snap["retried_total"] == 0
+    assert snap["failed_total"] == 5  # every event of a failed attempt, dead-lettered or not
     assert snap["last_error"] == "permanent failure: HTTP 403"
     assert "events_dead_lettered" in log.events("error")
 
