@@ -65,6 +65,13 @@ class Retries:
     def add(self, seq: int, due: float) -> None:
         heapq.heappush(self._delayed, (due, seq))
 
+    def give_back(self, leased: set[int], records: Sequence[Record], due: float) -> None:
+        """``nak``: records still leased leave the lease and wait until ``due``."""
+        for r in records:
+            if r.seq in leased:
+                leased.remove(r.seq)
+                self.add(r.seq, due)
+
     def take(self, now: float, n: int, live: Callable[[int], bool]) -> list[int]:
         """Up to ``n`` due seqs, lowest first, dropping those ``live`` rejects (gone since)."""
         delayed, due = self._delayed, self._due
@@ -296,10 +303,7 @@ class DiskQueue(Queue):
         with self._cond:
             if self._closed:
                 return
-            for r in records:
-                if r.seq in self._leased:
-                    self._leased.remove(r.seq)
-                    self._retries.add(r.seq, due)
+            self._retries.give_back(self._leased, records, due)
             self._cond.notify_all()
 
     def evict_oldest(self, events: int, nbytes: int) -> int:
@@ -307,8 +311,7 @@ class DiskQueue(Queue):
             if self._closed:
                 return 0
             depth, total = self._totals()
-            de = depth + events - self.max_events if self.max_events else 0
-            db = total + nbytes - self.max_bytes if self.max_bytes else 0
+            de, db = self._shortfall(depth, total, events, nbytes)
             n = b = 0
             victims = []
             for seq, meta in self._pending.items():  # taken ones (nak'ed) are the oldest

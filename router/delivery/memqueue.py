@@ -163,16 +163,12 @@ class MemoryQueue(Queue):
             self._spill.nak(spilled, delay)
         due = time.monotonic() + delay
         with self._cond:
-            for r in mine:
-                if r.seq in self._leased:
-                    self._leased.remove(r.seq)
-                    self._retries.add(r.seq, due)
+            self._retries.give_back(self._leased, mine, due)
             self._cond.notify_all()
 
     def evict_oldest(self, events: int, nbytes: int) -> int:
         with self._cond:
-            de = len(self._records) + events - self.max_events if self.max_events else 0
-            db = self._bytes + nbytes - self.max_bytes if self.max_bytes else 0
+            de, db = self._shortfall(len(self._records), self._bytes, events, nbytes)
             victims: list[Record] = []
             freed = 0
             for seq, rec in self._records.items():

@@ -92,6 +92,13 @@ class Queue(abc.ABC):
         nb = max(self.max_bytes - nbytes, 0) if self.max_bytes else UNLIMITED
         return ev, nb
 
+    def _shortfall(self, depth: int, nbytes: int, events: int, more: int) -> tuple[int, int]:
+        """Events and bytes to remove before ``events`` events of ``more`` bytes fit
+        (``evict_oldest``); zero or negative where nothing must go."""
+        de = depth + events - self.max_events if self.max_events else 0
+        db = nbytes + more - self.max_bytes if self.max_bytes else 0
+        return de, db
+
     @abc.abstractmethod
     def _usage(self) -> tuple[int, int]:
         """Events and bytes counted against the limits, read under the queue's lock."""
