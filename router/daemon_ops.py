@@ -4,12 +4,14 @@ the metrics snapshot and the health verdict. Mixed into :class:`dsrouter.daemon.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
 from dsrouter.delivery.deadletter import DeadLetters
 from dsrouter.dsl import Config, compile_routes
 from dsrouter.errors import ConfigError, DsrouterError
+from dsrouter.pipeline import PIPELINE
 
 #: /healthz says degraded when a queue is fuller than this.
 QUEUE_WARN = 0.8
@@ -89,34 +91,28 @@ class DaemonOps:
         if cmd == "reload":
             return await self.reload()
         if cmd == "status":
-            return {"ok": True, "outputs": self.engine.snapshot(), "pid": _pid()}
+            return {"ok": True, "outputs": self.engine.snapshot(), "pid": os.getpid()}
         if cmd in ("dlq_replay", "dlq_purge"):
             return self._dlq(cmd, request.get("output"), request.get("ids"))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def _dlq(self, cmd: str, output: Any, ids: Any) -> dict[str, Any]:
         store: DeadLetters = self.engine.dead_letters
-        if output is not None and output not in self.engine.lanes and output != "_pipeline":
+        if output is not None and output not in self.engine.lanes and output != PIPELINE:
             return {"ok": False, "error": f"no output named {output!r} in the running config"}
-        wanted = set(ids) if isinstance(ids, list) else None
-        letters = [s for s in store.list(output) if wanted is None or s.dlq_id in wanted]
+        letters = store.select(output, ids if isinstance(ids, list) else None)
         if cmd == "dlq_purge":
-            return {"ok": True, "count": _remove(store, letters)}
-        return self._replay(store, letters)
-
-    def _replay(self, store: DeadLetters, letters: list[Any]) -> dict[str, Any]:
-        by_output: dict[str, list[Any]] = {}
-        for s in letters:
-            by_output.setdefault(s.output, []).append(s)
-        done, skipped = 0, []
-        for output, items in by_output.items():
-            lane = self.engine.lanes.get(output)
-            if lane is None:
-                skipped.append(output)
-                continue
-            lane.queue.publish([s.event for s in items], None)  # limits apply: may raise
-            done += _remove(store, items)
+            return {"ok": True, "count": store.discard(letters)}
+        done, skipped = store.replay(letters, self._publish)
         return {"ok": True, "count": done, "skipped_outputs": skipped}
+
+    def _publish(self, output: str, events: list[dict]) -> bool:
+        """Replayed events onto a running output's queue (its limits apply: may raise)."""
+        lane = self.engine.lanes.get(output)
+        if lane is None:
+            return False
+        lane.queue.publish(events, None)
+        return True
 
     # -- observing ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -179,23 +175,7 @@ def _fill(out: dict[str, Any]) -> float:
     return max(fills)
 
 
-def _remove(store: DeadLetters, letters: list[Any]) -> int:
-    total = 0
-    by_output: dict[str, set[str]] = {}
-    for s in letters:
-        by_output.setdefault(s.output, set()).add(s.dlq_id)
-    for output, ids in by_output.items():
-        total += store.remove(output, ids)
-    return total
-
-
 def _errors(exc: Exception) -> list[str]:
     if isinstance(exc, ConfigError):
         return [d.render() for d in exc.diagnostics if d.is_error] or [str(exc)]
     return [str(exc)]
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()

@@ -68,7 +68,7 @@ def dlq(args) -> int:
         )
         return EXIT_INVALID
     if args.action in ("list", "show"):
-        letters = [s for s in store.list(args.output) if not args.ids or s.dlq_id in args.ids]
+        letters = store.select(args.output, args.ids)
         (_list if args.action == "list" else _show)(letters)
         return EXIT_OK
     return _change(args, config, data_dir, store)
@@ -130,41 +130,34 @@ def _offline(cmd: str, args, config, data_dir: Path, store) -> dict[str, Any]:
     except DsrouterError as exc:
         return {"ok": False, "error": f"{exc}, but it does not answer on its control socket"}
     try:
-        letters = [s for s in store.list(args.output) if not args.ids or s.dlq_id in args.ids]
+        letters = store.select(args.output, args.ids)
         if cmd == "dlq_purge":
-            return {"ok": True, "count": _remove(store, letters)}
-        return _replay_offline(config, data_dir, store, letters)
+            return {"ok": True, "count": store.discard(letters)}
+        done, skipped = store.replay(letters, _offline_publisher(config, data_dir))
+        return {"ok": True, "count": done, "skipped_outputs": skipped}
     finally:
         lock.release()
 
 
-def _replay_offline(config, data_dir: Path, store, letters) -> dict[str, Any]:
-    """Append to the output's queue directory: a disk queue recovers it, a memory queue
+def _offline_publisher(config, data_dir: Path):
+    """Append to an output's queue directory: a disk queue recovers it, a memory queue
     delivers it first at the next start."""
     from dsrouter.delivery.diskqueue import DiskQueue
     from dsrouter.delivery.engine import queue_dir
 
     names = {b.name for b in config.outputs}
-    count, skipped = 0, []
-    for output in sorted({s.output for s in letters}):
-        mine = [s for s in letters if s.output == output]
+
+    def publish(output: str, events: list) -> bool:
         if output not in names:
-            skipped.append(output)
-            continue
+            return False
         queue = DiskQueue(output, queue_dir(data_dir, output), fsync="always")
         try:
-            queue.publish([s.event for s in mine])
+            queue.publish(events)
         finally:
             queue.close()
-        count += _remove(store, mine)
-    return {"ok": True, "count": count, "skipped_outputs": skipped}
+        return True
 
-
-def _remove(store, letters) -> int:
-    ids: dict[str, set[str]] = {}
-    for s in letters:
-        ids.setdefault(s.output, set()).add(s.dlq_id)
-    return sum(store.remove(output, wanted) for output, wanted in ids.items())
+    return publish
 
 
 # ---- queue status -----------------------------------------------------------------------

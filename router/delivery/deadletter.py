@@ -26,7 +26,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +75,12 @@ class StoredLetter:
     attempts: int
     response: dict[str, Any] | None
     event: Event
+
+
+# ``DeadLetters.list`` shadows the builtin inside the class body: these aliases name the types.
+Letters = list[StoredLetter]
+Events = list[Event]
+Names = list[str]
 
 
 class DeadLetters:
@@ -282,6 +288,34 @@ class DeadLetters:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         return removed
+
+    def select(self, output: str | None, ids: Iterable[str] | None) -> Letters:
+        """The dead letters of ``output`` (every output when None), only ``ids`` when given."""
+        wanted = set(ids) if ids else None
+        return [s for s in self.list(output) if wanted is None or s.dlq_id in wanted]
+
+    def discard(self, letters: Iterable[StoredLetter]) -> int:
+        """Delete these dead letters, whatever their outputs; return how many."""
+        ids: dict[str, set[str]] = {}
+        for s in letters:
+            ids.setdefault(s.output, set()).add(s.dlq_id)
+        return sum(self.remove(output, wanted) for output, wanted in ids.items())
+
+    def replay(
+        self, letters: Sequence[StoredLetter], publish: Callable[[str, Events], bool]
+    ) -> tuple[int, Names]:
+        """Put each output's letters back with ``publish(output, events)`` (False: no such
+        output), then delete them; return ``(replayed, skipped outputs)``."""
+        by_output: dict[str, Letters] = {}
+        for s in letters:
+            by_output.setdefault(s.output, []).append(s)
+        done, skipped = 0, []
+        for output, items in sorted(by_output.items()):
+            if publish(output, [s.event for s in items]):
+                done += self.discard(items)
+            else:
+                skipped.append(output)
+        return done, skipped
 
     def purge(self, output: str | None = None) -> int:
         """Delete every dead letter of ``output`` (of every output when None); return how many."""
