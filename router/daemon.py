@@ -192,14 +192,18 @@ class Daemon(DaemonOps):
         self.log.info("daemon_stopping", connections=self._open_connections())
         for _, listener in self.listeners:
             getattr(listener, "stop_accepting", lambda: None)()
-        for lane in self.engine.lanes.values():  # what senders already sent must fit
-            lane.queue.max_events = lane.queue.max_bytes = 0
+        self.engine.lift_limits()
         self.pipeline.tick()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + float(self.config.settings.get("shutdown_timeout") or 10.0)
+        deadline = loop.time() + self.shutdown_timeout
         while loop.time() < deadline and not self._all_idle():
             await asyncio.sleep(0.05)
             self.pipeline.tick()
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """``settings.shutdown_timeout`` (the checker fills in its default)."""
+        return float(self.config.settings["shutdown_timeout"])
 
     def _all_idle(self) -> bool:
         idle = [getattr(lst, "idle_for", lambda: float("inf"))() for _, lst in self.listeners]
@@ -219,8 +223,7 @@ class Daemon(DaemonOps):
             self.pipeline.flush()
         if self.engine is not None:
             self._exit_on_next_signal()
-            timeout = float(self.config.settings.get("shutdown_timeout") or 10.0)
-            left = self.engine.close(time.monotonic() + timeout)
+            left = self.engine.close(time.monotonic() + self.shutdown_timeout)
             if self.listeners:
                 self.log.info("daemon_stopped", queued=left, **self.summary())
 

@@ -267,6 +267,7 @@ class Engine:
     def close(self, deadline: float) -> dict[str, int]:
         """Stop every worker (bounded by ``deadline``), commit what is held ignoring limits,
         close outputs and queues; return the events still queued per output."""
+        self.lift_limits()
         lanes = list(self.lanes.values()) + self.retired
         for lane in lanes:
             lane.worker.stopping.set()
@@ -278,8 +279,12 @@ class Engine:
             self._close_lane(lane, deadline)
         return left
 
+    def lift_limits(self) -> None:
+        """At shutdown what senders already sent must fit: queue limits no longer apply."""
+        for lane in list(self.lanes.values()) + self.retired:
+            lane.queue.max_events = lane.queue.max_bytes = 0
+
     def _flush_held(self, lane: Lane) -> None:
-        lane.queue.max_events = lane.queue.max_bytes = 0  # limits are lifted at shutdown
         while lane.held:
             events = lane.held.popleft()
             try:
