@@ -25,7 +25,7 @@ WORK_IN=${BENCH_WORK:-bench-work}
 mkdir -p "$WORK_IN"
 WORK="$(cd "$WORK_IN" && pwd)"
 PY="${DSROUTER_PYTHON:-$(command -v python3)}"
-"$PY" -c 'import dsrouter.ds, dsrouter.dsl, dsrouter.transport' \
+"$PY" -c 'import dsrouter.ds, dsrouter.dsl, dsrouter.ingest.transport' \
   || { echo "peers.sh: $PY cannot import dsrouter; set DSROUTER_PYTHON" >&2; exit 2; }
 PY="$("$PY" -c 'import sys; print(sys.executable)')"   # absolute: the harness runs argv, no PATH
 
