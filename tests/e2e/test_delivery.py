@@ -157,6 +157,7 @@ def test_block_policy_pushes_back_on_the_sender_and_loses_nothing(start_daemon, 
     assert metric(d.metrics, "dsrouter_output_queue_events", output="hook") <= 500 + 2048
     status, body = healthz(d.metrics)
     assert status == 503 and "back-pressure" in body
+    assert "output hook queue is" in body and "% full" in body  # above the 80% mark
     sink.up()
     streamer.join(60)
     got = seqs(sink.wait_events(60_000, timeout=90))
