@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("file", nargs="?", metavar="FILE", help="file of syslog lines; '-' for stdin")
     what.add_argument("--sample", action="store_true", help="send built-in sample DS events")
     _delivery_parsers(sub, cfg_help)
+    _windows_parsers(sub, cfg_help)
     return p
 
 
@@ -126,6 +127,27 @@ def _delivery_parsers(sub, cfg_help: str) -> None:
     queue.add_argument("action", choices=["status"])
     queue.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
     queue.add_argument("--json", action="store_true", help="print the status as JSON")
+
+
+def _windows_parsers(sub, cfg_help: str) -> None:
+    eventlog = sub.add_parser(
+        "eventlog",
+        help="register the Windows Event Log source (Windows, needs admin)",
+        description="Register the event source that windows_eventlog outputs write as; an "
+        "explicit install step, since the daemon never registers it itself.",
+    )
+    eventlog.add_argument("action", choices=["install-source", "remove-source"])
+    eventlog.add_argument("--source", metavar="NAME", default="Deep Security")
+    eventlog.add_argument("--log", metavar="LOG", default="Application")
+
+    service = sub.add_parser(
+        "service",
+        help="run the daemon as a Windows service (Windows, needs admin)",
+        description="Install, remove, start or stop dsrouter as a Windows service that runs "
+        "'dsrouter run -c FILE'; its data directory defaults to %ProgramData%\\dsrouter.",
+    )
+    service.add_argument("action", choices=["install", "remove", "start", "stop"])
+    service.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,6 +232,18 @@ def cmd_queue(args) -> int:
     return queue_status(args)
 
 
+def cmd_eventlog(args) -> int:
+    from dsrouter.cli.eventlog import eventlog
+
+    return eventlog(args)
+
+
+def cmd_service(args) -> int:
+    from dsrouter.cli.service import service
+
+    return service(args)
+
+
 COMMANDS = {
     "run": cmd_run,
     "check": cmd_check,
@@ -220,4 +254,6 @@ COMMANDS = {
     "reload": cmd_reload,
     "dlq": cmd_dlq,
     "queue": cmd_queue,
+    "eventlog": cmd_eventlog,
+    "service": cmd_service,
 }
