@@ -49,8 +49,11 @@ _RFC5424 = re.compile(r"(\d{1,2}) (\S+) (\S+) (\S+) (\S+) (\S+) ")
 #: RFC 5424 STRUCTURED-DATA: ``-`` or elements; linear (alternatives start differently).
 SD = r'-|(?:\[(?:[^\]"\\]|\\.|"(?:[^"\\]|\\.)*")*\])+'
 _SD = re.compile(SD, re.S)
-_SD_ELEMENT = re.compile(r'\[([^\s\]=]+)((?:[^\]"\\]|\\.|"(?:[^"\\]|\\.)*")*)\]', re.S)
-_SD_PARAM = re.compile(r' +([^\s=\]"]+)="((?:[^"\\]|\\.)*)"', re.S)
+#: One element (anchored, one at a time): its inside, which holds no unescaped ``]`` outside quotes.
+_SD_ELEMENT = re.compile(r'\[((?:[^\]"\\]|\\.|"(?:[^"\\]|\\.)*")*)\]', re.S)
+#: SD-ID and PARAM-NAME: 1 to 32 printable characters other than ``=``, space, ``]`` and ``"``.
+_SD_NAME = re.compile(r'[^\s=\]"]{1,32}')
+_SD_PARAM = re.compile(r' +([^\s=\]"]{1,32})="((?:[^"\\]|\\.)*)"', re.S)
 _SD_ESCAPE = re.compile(r"\\([\"\\\]])")
 _TIMESTAMP = re.compile(rf"(?:({BSD_TS})|({ISO_TS}))(?: +|$)")
 #: Where a CEF or LEEF body starts: at the start or after a space, with a version and a pipe.
@@ -119,11 +122,24 @@ def _dated(year: int, month: int, day: int, hh: int, mm: int, ss: int) -> dateti
 
 
 def parse_structured_data(sd: str) -> dict[str, dict[str, str]]:
-    """RFC 5424 STRUCTURED-DATA → ``{sd_id: {param: value}}``, unescaping ``\\" \\\\ \\]``."""
+    """RFC 5424 STRUCTURED-DATA → ``{sd_id: {param: value}}``, unescaping ``\\" \\\\ \\]``.
+
+    Linear in the input: every match is anchored where the previous one ended and no pattern
+    can match the same text two ways. An element whose SD-ID is invalid is skipped; its
+    parameters stop at the first one that is not ``NAME="VALUE"``.
+    """
     out: dict[str, dict[str, str]] = {}
-    for m in _SD_ELEMENT.finditer(sd):
-        params = out.setdefault(m.group(1), {})
-        for p in _SD_PARAM.finditer(m.group(2)):
+    pos = 0
+    while (m := _SD_ELEMENT.match(sd, pos)) is not None:
+        pos = m.end()
+        inner = m.group(1)
+        name = _SD_NAME.match(inner)
+        if name is None:
+            continue
+        params = out.setdefault(name.group(), {})
+        at = name.end()
+        while (p := _SD_PARAM.match(inner, at)) is not None:
+            at = p.end()
             v = p.group(2)
             params[p.group(1)] = _SD_ESCAPE.sub(r"\1", v) if "\\" in v else v
     return out

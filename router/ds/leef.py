@@ -5,7 +5,9 @@
 (TAB): a sixth segment that contains ``=`` is the first attribute, not a delimiter. A
 delimiter is one character, or hex as ``x09``, ``0x09``, ``\\x09``, or ``\\t``. A piece
 without a valid ``key=`` belongs to the previous value (values may hold the delimiter).
-Values are unescaped like CEF values (DS escapes backslashes as ``\\\\``). Keys are mapped
+Values are unescaped like CEF values (DS escapes backslashes as ``\\\\``). A TAB-delimited
+message that holds no TAB but ``#011`` came through an rsyslog relay that escaped control
+characters as ``#ooo`` (its default): those escapes are undone first. Keys are mapped
 to their CEF names by the caller (:data:`dsrouter.ds.catalog.LEEF_TO_CEF`).
 """
 
@@ -20,6 +22,13 @@ __all__ = ["decode_delimiter", "parse_leef"]
 _HEADER = re.compile(r"LEEF: ?(\d{1,2}(?:\.\d{1,2})?)\|([^|]*)\|([^|]*)\|([^|]*)\|([^|]*)\|")
 _PAIR = re.compile(rf"({KEY})=")
 _HEX = re.compile(r"(?:0?[xX]|\\x)([0-9A-Fa-f]{1,4})")
+#: rsyslog's escapeControlCharactersOnReceive writes a control character as ``#`` + 3 octal digits.
+_OCTAL_ESCAPE = re.compile(r"#(0[0-3][0-7]|177)")
+
+
+def _unescape_control(text: str) -> str:
+    """Undo rsyslog's ``#ooo`` escapes of control characters (``#011`` is a TAB)."""
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
 
 
 def decode_delimiter(spec: str) -> str | None:
@@ -51,6 +60,8 @@ def parse_leef(body: str) -> tuple[list[str] | None, dict[str, str], str | None]
             if found is None:
                 return head, {}, f"LEEF delimiter {spec[:16]!r} is not valid"
             delimiter, rest = found, after
+    if delimiter == "\t" and "\t" not in rest and "#011" in rest:
+        rest = _unescape_control(rest)  # TABs escaped by an rsyslog relay on the way
     return head, _attributes(rest.rstrip("\r\n"), delimiter), None
 
 

@@ -146,7 +146,7 @@ def _cef_head(
         "signature_id": _int(sig),
         "name": name,
     }
-    severity = _severity(sev)
+    severity = _severity(sev.strip())  # "8 " is 8 on both paths
     if severity is not None:
         head["severity"] = severity
     head["cef_version"] = int(version)
@@ -255,12 +255,20 @@ def _env5424(facility: int, severity: int, *fields: str) -> dict:
     return env
 
 
+#: rsyslog's and syslog-ng's RFC 5424 output of a DS message: APP-NAME ``CEF`` or ``LEEF`` and
+#: a message holding the rest of the header (``0|Trend Micro|...``, ``2.0|Trend Micro|...``).
+_RELAYED = frozenset({"CEF", "LEEF"})
+_RELAYED_REST = re.compile(r" ?\d{1,3}(?:\.\d{1,2})?\|")
+
+
 def _slow(text: str, receipt: Receipt, now: float) -> Event:
     env, body, error = parse_envelope(strip_octet_count(text).rstrip(), now)
     if not body.startswith(("CEF:", "LEEF:")):
         mark = BODY_MARK.search(body)
         if mark is not None:
             body = body[mark.start() :]
+        elif env.get("appname") in _RELAYED and _RELAYED_REST.match(body):
+            body = f"{env['appname']}:{body}"  # a relay took "CEF:" / "LEEF:" as the APP-NAME
     if body.startswith("CEF:"):
         fields, ext, problem = parse_cef(body)
         head = _cef_head(*fields) if fields else {"format": "cef"}

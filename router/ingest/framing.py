@@ -6,8 +6,14 @@ Framing is detected per message, as real senders switch: a message that starts w
 non-transparent and ends at LF (a CR just before it is dropped) or NUL. Empty lines are skipped.
 
 A frame longer than ``max_message`` is counted in :attr:`Framer.oversize` and skipped, even when
-it spans many chunks; framing resumes at the next message and the connection lives on. The
-result never depends on where the stream was split into chunks.
+it spans many chunks; framing resumes at the next message and the connection lives on. In
+``auto`` mode an octet count must be followed by ``<`` (a syslog PRI), and a count that turns
+out to be a line merely beginning with digits is a framing error, counted in
+:attr:`Framer.invalid`: a frame that holds ``LF <`` is split back into its lines (a bogus
+``5000 `` would merge the next lines into one event), and the skip of an oversize frame stops
+at the first ``LF <`` inside it and framing resynchronises there (``999999999 `` would
+swallow the rest of the stream). The result never depends on where the stream was split
+into chunks.
 
 The scan works on whole chunks with ``bytes.find`` and one precompiled regex; it never loops
 over single bytes in Python, and a message split over many chunks is copied once, not per chunk.
@@ -22,10 +28,11 @@ __all__ = ["FRAMINGS", "Framer"]
 FRAMINGS = ("auto", "octet-counted", "lf")
 
 _OCTET = re.compile(rb"([1-9][0-9]{0,9}) ")
-_DIGITS = re.compile(rb"[0-9]*")
+_OCTET_AUTO = re.compile(rb"([1-9][0-9]{0,9}) (?=<)")  # auto: the frame starts with a PRI
+_UNDECIDED = re.compile(rb"[1-9][0-9]{0,9} ?")  # a count whose next byte has not come yet
 _DIGIT_START = re.compile(rb"\n[1-9]")  # a line that may start an octet-counted frame
-_MAX_HEAD = 11  # "[1-9][0-9]{0,9}" is at most 10 digits; the 11th byte decides
-_LF, _NUL, _CR = 10, 0, 13
+_MAX_HEAD = 12  # "[1-9][0-9]{0,9} " is at most 11 bytes; the 12th byte decides
+_LF, _NUL, _CR, _LT = 10, 0, 13, 60
 
 
 class Framer:
@@ -48,6 +55,7 @@ class Framer:
         "_octet",
         "_nul",
         "_skip",
+        "_skip_lf",
         "_discard",
         "_line",
         "_frame",
@@ -68,6 +76,7 @@ class Framer:
         self._octet = framing != "lf"  # octet counting is tried at message starts
         self._nul = framing != "lf"  # NUL ends a non-transparent message
         self._skip = 0  # bytes of an oversize octet-counted frame still to drop
+        self._skip_lf = False  # the bytes skipped so far end with LF
         self._discard = False  # dropping up to the next terminator (oversize line, garbage)
         self._line: bytearray | None = None  # unterminated non-transparent message
         self._frame: bytearray | None = None  # incomplete octet-counted payload ...
@@ -98,6 +107,8 @@ class Framer:
             msg = bytes(self._line[:-1] if self._line.endswith(b"\r") else self._line)
         else:
             msg = self._head
+            if self._skip:  # the stream ended inside an oversize frame
+                self.oversize += 1
             if msg and self.framing == "octet-counted":  # a count with no frame after it
                 self.invalid += 1
                 msg = b""
@@ -123,6 +134,7 @@ class Framer:
 
     def _reset(self) -> None:
         self._skip = 0
+        self._skip_lf = False
         self._discard = False
         self._line = self._frame = None
         self._need = 0
@@ -138,23 +150,47 @@ class Framer:
 
     def _continue_frame(self, data: bytes, out: list[bytes]) -> int:
         """Consume the rest of an octet-counted frame (kept or being skipped)."""
+        take = min(self._skip or self._need, len(data))
+        held = self._frame
+        after_lf = held[-1:] == b"\n" if held is not None else self._skip_lf
+        lf = self._misframe(data, 0, take, after_lf)
+        if lf > -2:  # the count was a line's digits: that line ends here, then resynchronise
+            if held is not None:
+                self._line_out(bytes(held) + data[:lf] if lf >= 0 else bytes(held[:-1]), out)
+            self._frame, self._need, self._skip, self._skip_lf = None, 0, 0, False
+            return lf + 1
         if self._skip:
-            take = min(self._skip, len(data))
             self._skip -= take
+            self._skip_lf = data[take - 1] == _LF
+            if not self._skip:
+                self.oversize += 1
             return take
-        frame = self._frame
-        assert frame is not None
-        take = min(self._need, len(data))
-        frame += data[:take]
+        assert held is not None
+        held += data[:take]
         self._need -= take
         if not self._need:
-            out.append(bytes(frame))
+            out.append(bytes(held))
             self._frame = None
         return take
 
-    def _continue_line(self, data: bytes, out: list[bytes]) -> int:
-        """Consume the rest of an unterminated line (kept or being discarded)."""
-        end = self._terminator(data, 0)
+    def _misframe(self, data: bytes, start: int, stop: int, after_lf: bool) -> int:
+        """Auto mode: where an ``LF <`` inside ``data[start:stop]`` of a frame shows that its
+        count was a line's digits (the LF's position; ``start - 1`` when the LF ended the bytes
+        before), else -2."""
+        if self.framing != "auto" or stop <= start:
+            return -2
+        if after_lf and data[start] == _LT:
+            self.invalid += 1
+            return start - 1
+        lf = data.find(b"\n<", start, stop)
+        if lf >= 0:
+            self.invalid += 1
+        return lf if lf >= 0 else -2
+
+    def _continue_line(self, data: bytes, out: list[bytes], start: int = 0) -> int:
+        """Consume the rest of an unterminated line (kept or being discarded) from ``start``;
+        return the position after it (``len(data)`` when it goes on in the next chunk)."""
+        end = self._terminator(data, start)
         if self._discard:
             if end >= 0:
                 self._discard = False
@@ -162,13 +198,13 @@ class Framer:
         line = self._line
         assert line is not None
         if end < 0:
-            line += data
+            line += data[start:] if start else data
             if len(line) > self.max_message + 1:  # +1: a trailing CR may still be dropped
                 self._line = None
                 self._discard = True
                 self.oversize += 1
             return len(data)
-        line += data[:end]
+        line += data[start:end]
         self._line = None
         if data[end] == _LF and line.endswith(b"\r"):
             del line[-1]
@@ -217,6 +253,7 @@ class Framer:
         limit = self.max_message
         octet = self._octet
         forced_octet = self.framing == "octet-counted"
+        count = _OCTET if forced_octet else _OCTET_AUTO
         term = -1  # next terminator at or after pos, found lazily
         while pos < n:
             c = buf[pos]
@@ -224,7 +261,7 @@ class Framer:
                 pos += 1  # empty line
                 continue
             if octet and 49 <= c <= 57 or forced_octet:
-                m = _OCTET.match(buf, pos)
+                m = count.match(buf, pos)
                 if m is not None:
                     pos = self._octet_frame(buf, m.end(), int(m.group(1)), out)
                     continue
@@ -255,10 +292,16 @@ class Framer:
         """Take or skip the frame whose payload starts at ``start``; return the next position."""
         end = start + length
         n = len(buf)
+        lf = self._misframe(buf, start, min(end, n), False)
+        if lf >= 0:  # the count was a line's digits: that line ends here, then resynchronise
+            self._line_out(buf[start:lf], out)
+            return lf + 1
         if length > self.max_message:
-            self.oversize += 1
             if end > n:
                 self._skip = end - n
+                self._skip_lf = buf[n - 1] == _LF
+            else:
+                self.oversize += 1
         elif end <= n:
             out.append(buf[start:end])
         else:
@@ -266,14 +309,20 @@ class Framer:
             self._need = end - n
         return min(end, n)
 
+    def _line_out(self, line: bytes, out: list[bytes]) -> None:
+        """Hand over one LF-terminated line (its CR dropped) unless it is empty or too long."""
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if len(line) > self.max_message:
+            self.oversize += 1
+        elif line:
+            out.append(line)
+
     def _undecided(self, buf: bytes, pos: int) -> bool:
-        """True when ``buf[pos:]`` is all digits and more data may still make it a count."""
-        rest = len(buf) - pos
-        if rest >= _MAX_HEAD:
+        """True when ``buf[pos:]`` may still become a count once more data arrives."""
+        if len(buf) - pos >= _MAX_HEAD:
             return False
-        if buf[pos] == 48:  # a leading 0 is never a count
-            return False
-        m = _DIGITS.match(buf, pos)
+        m = _UNDECIDED.match(buf, pos)
         return m is not None and m.end() == len(buf)
 
     def _partial_line(self, buf: bytes, pos: int) -> None:

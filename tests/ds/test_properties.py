@@ -125,3 +125,33 @@ def test_fast_and_careful_paths_agree(pairs: dict[str, str]) -> None:
     fast = _fast(line, receipt, 1_764_285_512.0, {})
     careful = _slow(line, receipt, 1_764_285_512.0)
     assert fast is None or fast == careful
+
+
+#: Header field texts with the whitespace and control characters real senders add.
+HEADER_FIELD = st.lists(
+    st.sampled_from(
+        ["8", "10", "0", "21", "Trend Micro", "high", " ", "\t", "\x00", "\x7f", "é", "-"]
+    ),
+    max_size=4,
+).map("".join)
+EXT_TEXT = st.lists(
+    st.sampled_from(["cn1=12", "dvchost=web-01", "spt=80", "a=b", " ", "  ", "\t", "\\", "x=\\="]),
+    max_size=6,
+).map(" ".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(HEADER_FIELD, min_size=6, max_size=6), EXT_TEXT, st.sampled_from(["0", "1"]))
+def test_fast_and_careful_paths_agree_on_header_whitespace(fields, ext, version) -> None:
+    line = "<134>Nov 27 23:18:32 web-07 CEF:" + version + "|" + "|".join(fields) + "|" + ext
+    receipt = ("r", "p", "i", line)
+    fast = _fast(line, receipt, 1_764_285_512.0, {})
+    careful = _slow(line, receipt, 1_764_285_512.0)
+    assert fast is None or fast == careful
+
+
+def test_severity_with_a_trailing_space_is_read_on_both_paths() -> None:
+    line = "<134>Nov 27 23:18:32 web-07 CEF:0|Trend Micro|Deep Security Agent|1|1000552|XSS|8 |src=1.2.3.4"
+    careful_line = line + " msg=a\\=b"  # a backslash sends the event down the careful path
+    assert parse_message(line)["severity"] == 8
+    assert parse_message(careful_line)["severity"] == 8

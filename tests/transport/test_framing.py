@@ -95,8 +95,8 @@ def test_oversize_skipped_and_framing_resumes(data, expected, count) -> None:
 
 def test_oversize_octet_frame_spanning_many_chunks() -> None:
     framer = Framer(max_message=100)
-    assert framer.feed(b"1000 " + b"x" * 300) == []
-    assert framer.oversize == 1
+    assert framer.feed(b"1000 <" + b"x" * 299) == []
+    assert framer.oversize == 0  # counted once the whole frame is skipped
     for _ in range(2):
         assert framer.feed(b"y" * 300) == []
     assert framer.feed(b"z" * 100 + b"5 <13>a<13>b\n") == [b"<13>a", b"<13>b"]
@@ -161,3 +161,31 @@ def test_own_octet_counted_capture_shape() -> None:
     data = b"%d %s" % (len(payload), payload)
     out, _ = frame_all([data, b"<13>next\n"])
     assert out == [payload, b"<13>next"]
+
+
+def test_a_huge_count_resynchronises_on_the_next_line() -> None:
+    framer = Framer()
+    lines = [b"<13>m%d" % i for i in range(11)]
+    out = framer.feed(b"999999999 <13>first\n" + b"".join(x + b"\n" for x in lines))
+    assert out == [b"<13>first", *lines]
+    assert framer.invalid == 1 and framer.oversize == 0
+
+
+def test_a_bogus_count_does_not_merge_the_next_lines() -> None:
+    framer = Framer()
+    lines = [b"<13>m%d" % i for i in range(11)]
+    out = framer.feed(b"5000 <13>first\n")
+    out += framer.feed(b"".join(x + b"\n" for x in lines))
+    assert out == [b"<13>first", *lines]
+    assert framer.invalid == 1
+
+
+def test_a_count_must_be_followed_by_a_pri_in_auto_mode() -> None:
+    assert Framer().feed(b"12 apples\n<13>b\n") == [b"12 apples", b"<13>b"]
+    assert Framer(framing="octet-counted").feed(b"6 apples") == [b"apples"]
+
+
+def test_octet_frames_with_lf_inside_are_kept_when_forced() -> None:
+    framer = Framer(framing="octet-counted")
+    assert framer.feed(b"11 <13>a\n<13>b") == [b"<13>a\n<13>b"]
+    assert framer.invalid == 0

@@ -21,8 +21,10 @@ def streams(draw) -> tuple[list[bytes], bytes]:
     wire: list[bytes] = []
     for _ in range(draw(st.integers(0, 12))):
         framing = draw(_framings)
-        if framing == "octet":
-            payload = draw(st.binary(min_size=1, max_size=40))
+        if framing == "octet":  # auto mode: a frame starts with "<" and holds no "LF <"
+            payload = b"<" + draw(st.binary(max_size=40)).replace(b"\n<", b"\n_")
+            if payload.endswith(b"\n"):
+                payload += b"_"  # "...LF" + the next frame's "<" would read as a line break
             wire.append(b"%d %s" % (len(payload), payload))
         else:
             payload = b"<" + draw(_text)
@@ -82,3 +84,20 @@ def test_any_bytes_chunking_invariant(data: bytes, points, framing: str, limit: 
     whole = run([data], max_message=limit, framing=framing)
     assert run(cut(data, points), max_message=limit, framing=framing) == whole
     assert all(0 < len(m) <= limit for m in whole[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_text.map(lambda t: b"<" + t.replace(b"\r", b"_")), min_size=2, max_size=12),
+    st.integers(0, 11),
+    st.integers(1, 10**9),
+    _points,
+)
+def test_a_bogus_count_never_swallows_the_lines_after_it(lines, at, count, points) -> None:
+    at %= len(lines) - 1
+    wire = b"".join(
+        (b"%d " % count if i == at else b"") + line + b"\n" for i, line in enumerate(lines)
+    )
+    out, _, _, _ = run(cut(wire, points), max_message=64)
+    later = [x for x in lines[at + 1 :] if len(x) <= 64]
+    assert out[len(out) - len(later) :] == later

@@ -229,7 +229,7 @@ def test_oversize_frame_skipped_connection_keeps_working() -> None:
         listener = await tcp_listener(sink, max_message=100)
         reader, writer = await connect(listener)
         writer.write(b"<13>" + b"x" * 5000 + b"\n<13>after-line\n")
-        writer.write(b"5000 " + b"y" * 5000 + octet(b"<13>after-octet"))
+        writer.write(b"5004 <13>" + b"y" * 5000 + octet(b"<13>after-octet"))
         await writer.drain()
         await sink.wait_for(2)
         writer.write(b"<13>still here\n")
