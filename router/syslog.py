@@ -52,7 +52,7 @@ _SD = re.compile(SD, re.S)
 #: One element (anchored, one at a time): its inside, which holds no unescaped ``]`` outside quotes.
 _SD_ELEMENT = re.compile(r'\[((?:[^\]"\\]|\\.|"(?:[^"\\]|\\.)*")*)\]', re.S)
 #: SD-ID and PARAM-NAME: 1 to 32 printable characters other than ``=``, space, ``]`` and ``"``.
-_SD_NAME = re.compile(r'[^\s=\]"]{1,32}')
+_SD_NAME = re.compile(r'[^\s=\]"]{1,32}(?= |$)')
 _SD_PARAM = re.compile(r' +([^\s=\]"]{1,32})="((?:[^"\\]|\\.)*)"', re.S)
 _SD_ESCAPE = re.compile(r"\\([\"\\\]])")
 _TIMESTAMP = re.compile(rf"(?:({BSD_TS})|({ISO_TS}))(?: +|$)")
