@@ -1,7 +1,8 @@
-"""The built-in ``udp`` and ``tcp`` input types, registered as any third-party plugin would.
+"""The built-in ``udp``, ``tcp`` and ``tls`` input types, registered as any plugin would.
 
 input dsm_udp { type = "udp", listen = "0.0.0.0:514", recv_buffer = 16MiB }
 input dsm_tcp { type = "tcp", listen = "0.0.0.0:601", framing = "auto", idle_timeout = 5m }
+input dsm_tls { type = "tls", listen = "0.0.0.0:6514", cert = "server.pem", key = "server.key" }
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dsrouter.api import Duration, InputType, Option, Size, hookimpl
+from dsrouter.ingest.limits import allow_list
+from dsrouter.ingest.tls import CLIENT_CERT, TlsListener, TlsSettings
 from dsrouter.ingest.transport import FRAMINGS, UDP_RCVBUF, Sink, TcpListener, UdpListener
 
 _LISTEN = Option("listen", "address", help='where to listen, "HOST:PORT" ("[::]:514" for IPv6)')
@@ -20,8 +23,17 @@ _MAX_MESSAGE = Option(
     help="longest message accepted; longer ones are counted and skipped",
 )
 
+_ALLOW = Option(
+    "allow",
+    "ip_list",
+    [],
+    help="sender addresses and CIDR ranges allowed to send (empty: anyone); others are "
+    "refused and counted",
+)
+
 UDP_OPTIONS = (
     _LISTEN,
+    _ALLOW,
     _MAX_MESSAGE,
     Option(
         "recv_buffer",
@@ -35,6 +47,7 @@ UDP_OPTIONS = (
 
 TCP_OPTIONS = (
     _LISTEN,
+    _ALLOW,
     Option(
         "framing",
         "enum",
@@ -51,10 +64,45 @@ TCP_OPTIONS = (
         help="close a connection silent for this long",
     ),
     Option(
+        "partial_timeout",
+        "duration",
+        Duration(60.0),
+        help="close a connection whose message stays unfinished this long (a slow sender); "
+        "the partial message is kept, marked truncated (0: never)",
+    ),
+    Option(
         "max_connections",
         "int",
         1024,
-        help="connections beyond this are accepted and closed at once",
+        help="connections beyond this are accepted and closed at once (when every slot is "
+        "taken, the peer holding the most gives one up)",
+    ),
+    Option(
+        "max_connections_per_peer",
+        "int",
+        64,
+        help="connections one sender IP may hold open (0: no limit but max_connections)",
+    ),
+)
+
+TLS_OPTIONS = (
+    *TCP_OPTIONS,
+    Option("cert", "string", help="the router's certificate (PEM, with its chain)"),
+    Option("key", "string", help="the certificate's private key (PEM)"),
+    Option("key_password", "string", None, secret=True, help="the key's passphrase"),
+    Option("client_ca", "string", None, help="CA bundle (PEM) that signs senders' certificates"),
+    Option(
+        "client_cert",
+        "enum",
+        "none",
+        choices=CLIENT_CERT,
+        help="ask senders for a certificate signed by client_ca",
+    ),
+    Option(
+        "peer_names",
+        "list",
+        [],
+        help='certificate names allowed to connect, e.g. ["dsm.example.com", "*.example.com"]',
     ),
 )
 
@@ -79,27 +127,48 @@ def make_udp(name: str, options: Mapping[str, Any], sink: Sink) -> UdpListener:
         sink,
         max_message=int(_opt(options, UDP_OPTIONS, "max_message")),
         recv_buffer=int(_opt(options, UDP_OPTIONS, "recv_buffer")),
+        allow=allow_list(_opt(options, UDP_OPTIONS, "allow")),
     )
+
+
+def _stream_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    def get(key: str) -> Any:
+        return _opt(options, TCP_OPTIONS, key)
+
+    return {
+        "max_message": int(get("max_message")),
+        "idle_timeout": float(get("idle_timeout")),
+        "partial_timeout": float(get("partial_timeout")),
+        "max_connections": int(get("max_connections")),
+        "max_connections_per_peer": int(get("max_connections_per_peer")),
+        "framing": get("framing"),
+        "allow": allow_list(get("allow")),
+    }
 
 
 def make_tcp(name: str, options: Mapping[str, Any], sink: Sink) -> TcpListener:
     """Build the ``tcp`` listener from checked options."""
     host, port = options["listen"]
-    return TcpListener(
-        name,
-        host,
-        port,
-        sink,
-        max_message=int(_opt(options, TCP_OPTIONS, "max_message")),
-        idle_timeout=float(_opt(options, TCP_OPTIONS, "idle_timeout")),
-        max_connections=int(_opt(options, TCP_OPTIONS, "max_connections")),
-        framing=_opt(options, TCP_OPTIONS, "framing"),
+    return TcpListener(name, host, port, sink, **_stream_kwargs(options))
+
+
+def make_tls(name: str, options: Mapping[str, Any], sink: Sink) -> TlsListener:
+    """Build the ``tls`` listener from checked options (certificate files are read here)."""
+    host, port = options["listen"]
+    tls = TlsSettings(
+        cert=options["cert"],
+        key=options["key"],
+        key_password=_opt(options, TLS_OPTIONS, "key_password"),
+        client_ca=_opt(options, TLS_OPTIONS, "client_ca"),
+        client_cert=_opt(options, TLS_OPTIONS, "client_cert"),
+        peer_names=tuple(str(n) for n in _opt(options, TLS_OPTIONS, "peer_names")),
     )
+    return TlsListener(name, host, port, sink, tls=tls, **_stream_kwargs(options))
 
 
 @hookimpl
 def dsrouter_register_inputs(register: Callable[[InputType], None]) -> None:
-    """Register the ``udp`` and ``tcp`` receivers."""
+    """Register the ``udp``, ``tcp`` and ``tls`` receivers."""
     register(
         InputType("udp", make_udp, UDP_OPTIONS, help="syslog over UDP, one message per datagram")
     )
@@ -109,5 +178,13 @@ def dsrouter_register_inputs(register: Callable[[InputType], None]) -> None:
             make_tcp,
             TCP_OPTIONS,
             help="syslog over TCP, octet-counted or LF/CRLF/NUL framed (RFC 6587)",
+        )
+    )
+    register(
+        InputType(
+            "tls",
+            make_tls,
+            TLS_OPTIONS,
+            help="syslog over TLS 1.2+ (RFC 5425), optionally with client certificates",
         )
     )

@@ -54,6 +54,13 @@ _INPUT = (
         "TCP connections closed after idle_timeout without data.",
     ),
     (
+        C,
+        "dsrouter_input_truncated",
+        "truncated_total",
+        "Messages cut short by a connection's close (limit, shutdown, short octet frame), "
+        "kept with truncated = true.",
+    ),
+    (
         G,
         "dsrouter_input_recv_buffer_bytes",
         "recv_buffer_bytes",
@@ -65,6 +72,16 @@ _INPUT_DROPS = (  # (reason label, snapshot key)
     ("invalid", "invalid_total"),
     ("kernel", "kernel_drops_total"),
     ("sink_error", "sink_errors_total"),
+)
+_INPUT_REFUSALS = (  # (reason label, snapshot key): connections or datagrams turned away
+    ("not_allowed", "refused_total"),
+    ("max_connections", "rejected_connections_total"),
+    ("per_peer", "rejected_per_peer_total"),
+    ("evicted", "evicted_total"),
+    ("idle", "idle_closed_total"),
+    ("slow_sender", "slow_closed_total"),
+    ("tls_handshake", "tls_failed_total"),
+    ("tls_on_plain", "tls_on_plain_total"),
 )
 _TOTALS = (
     (C, "dsrouter_events_parsed", "events_total", "Messages parsed into events."),
@@ -153,6 +170,7 @@ def collect_families(snapshot: Mapping[str, Any]) -> list[Metric]:
     families = [
         *_each(_INPUT[:2], "input", inputs),
         _input_drops(inputs),
+        _input_refusals(inputs),
         *_each(_INPUT[2:], "input", inputs),
         *(_single(kind, name, help, snapshot.get(key)) for kind, name, key, help in _TOTALS),
         *_each(_ROUTE, "route", routes),
@@ -193,6 +211,25 @@ def _per(kind: _Family, name: str, help: str, label: str, table: Mapping, key: s
         number = _number(values.get(key)) if isinstance(values, Mapping) else None
         if number is not None:
             family.add_metric([str(item)], number)
+    return family
+
+
+def _input_refusals(inputs: Mapping[str, Any]) -> Metric:
+    family = CounterMetricFamily(
+        "dsrouter_input_refused",
+        "Connections (or UDP datagrams) the input turned away or closed, by reason: "
+        "not_allowed (not on allow), max_connections, per_peer (max_connections_per_peer), "
+        "evicted (closed to make room for another peer), idle, slow_sender "
+        "(partial_timeout), tls_handshake, tls_on_plain (TLS sent to a plain tcp input).",
+        labels=["input", "reason"],
+    )
+    for name, stats in sorted(inputs.items(), key=lambda kv: str(kv[0])):
+        if not isinstance(stats, Mapping):
+            continue
+        for reason, key in _INPUT_REFUSALS:
+            number = _number(stats.get(key))
+            if number is not None:
+                family.add_metric([str(name), reason], number)
     return family
 
 

@@ -132,6 +132,11 @@ class Framer:
         held = self._frame if self._frame is not None else self._line
         return len(held) if held is not None else len(self._head)
 
+    @property
+    def in_frame(self) -> bool:
+        """True inside an octet-counted frame: ending the stream now would cut it short."""
+        return self._frame is not None
+
     def _reset(self) -> None:
         self._skip = 0
         self._skip_lf = False

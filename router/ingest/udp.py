@@ -1,4 +1,4 @@
-"""The UDP receiver: one datagram is one message; kernel drops are counted."""
+"""The UDP receiver: one datagram is one message; kernel drops and refused senders are counted."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 
 import structlog
 
+from dsrouter.ingest.limits import AllowList
 from dsrouter.ingest.listener import Sink, _bind_error, _Listener, _peer_name
 
 UDP_RCVBUF = 8 * 1024 * 1024
@@ -44,8 +45,11 @@ class UdpListener(_Listener):
         sink: Sink,
         max_message: int = 65536,
         recv_buffer: int = UDP_RCVBUF,
+        allow: AllowList | None = None,
     ) -> None:
         super().__init__(name, host, port, sink, max_message)
+        self.allow = allow
+        self.stats["refused_total"] = 0
         self.requested_recv_buffer = recv_buffer
         self.recv_buffer = 0
         self.stats["kernel_drops_total"] = 0
@@ -78,6 +82,7 @@ class UdpListener(_Listener):
                 lambda: _UdpProtocol(self), sock=sock
             )
             self._transport = transport
+            self._loop, self.last_read = loop, loop.time()
             return
         self._sock, self._loop = sock, loop
         self.last_read = loop.time()
@@ -109,14 +114,15 @@ class UdpListener(_Listener):
         if self._sock is not None and self._loop is not None and not self.paused:
             self._loop.remove_reader(self._sock)
         elif self._transport is not None:
-            self._transport.pause_reading()  # type: ignore[attr-defined]
+            # Python 3.11's proactor datagram transport cannot pause: it keeps reading
+            getattr(self._transport, "pause_reading", lambda: None)()
         self.paused = True
 
     def resume(self) -> None:
         if self._sock is not None and self._loop is not None and self.paused:
             self._loop.add_reader(self._sock, self._read_ready)
         elif self._transport is not None:
-            self._transport.resume_reading()  # type: ignore[attr-defined]
+            getattr(self._transport, "resume_reading", lambda: None)()
         self.paused = False
 
     def idle_for(self) -> float:
@@ -154,6 +160,9 @@ class UdpListener(_Listener):
                 break
             except OSError:
                 break  # e.g. a queued ICMP error; the next wake-up reads on
+            if self.allow is not None and not self.allow(addr[0]):
+                self.stats["refused_total"] += 1
+                continue
             message = take(data)
             if message is None:
                 continue
@@ -194,6 +203,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         lst = self.listener
+        if lst._loop is not None:
+            lst.last_read = lst._loop.time()  # the shutdown drain reads until the senders pause
+        if lst.allow is not None and not lst.allow(addr[0]):  # type: ignore[index]
+            lst.stats["refused_total"] += 1
+            return
         message = lst._take(data)
         if message is not None:
             lst._deliver([message], lst._peer(addr))

@@ -144,6 +144,8 @@ TYPES = {
     "dsrouter_events_received_total": "counter",
     "dsrouter_input_bytes_total": "counter",
     "dsrouter_input_dropped_total": "counter",
+    "dsrouter_input_refused_total": "counter",
+    "dsrouter_input_truncated_total": "counter",
     "dsrouter_input_connections_total": "counter",
     "dsrouter_input_connections_active": "gauge",
     "dsrouter_input_rejected_connections_total": "counter",

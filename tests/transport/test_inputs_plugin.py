@@ -24,17 +24,28 @@ def registered() -> dict[str, InputType]:
     return {t.name: t for t in got}
 
 
-def test_registers_udp_and_tcp() -> None:
+def test_registers_udp_tcp_and_tls() -> None:
     types = registered()
-    assert sorted(types) == ["tcp", "udp"]
-    assert [o.name for o in types["udp"].options] == ["listen", "max_message", "recv_buffer"]
-    assert [o.name for o in types["tcp"].options] == [
+    assert sorted(types) == ["tcp", "tls", "udp"]
+    assert [o.name for o in types["udp"].options] == [
         "listen",
+        "allow",
+        "max_message",
+        "recv_buffer",
+    ]
+    tcp = [
+        "listen",
+        "allow",
         "framing",
         "max_message",
         "idle_timeout",
+        "partial_timeout",
         "max_connections",
+        "max_connections_per_peer",
     ]
+    assert [o.name for o in types["tcp"].options] == tcp
+    tls = ["cert", "key", "key_password", "client_ca", "client_cert", "peer_names"]
+    assert [o.name for o in types["tls"].options] == tcp + tls
     assert all(t.help for t in types.values())
 
 
