@@ -28,6 +28,7 @@ SNAPSHOT: dict[str, Any] = {
             "connections_total": 3,
             "connections_active": 1,
             "idle_closed_total": 4,
+            "truncated_total": 2,
             "rejected_connections_total": 5,
             "sink_errors_total": 0,
         },
