@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("file", nargs="?", metavar="FILE", help="file of syslog lines; '-' for stdin")
     what.add_argument("--sample", action="store_true", help="send built-in sample DS events")
     _delivery_parsers(sub, cfg_help)
+    _tls_parser(sub)
     _windows_parsers(sub, cfg_help)
     return p
 
@@ -127,6 +128,24 @@ def _delivery_parsers(sub, cfg_help: str) -> None:
     queue.add_argument("action", choices=["status"])
     queue.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
     queue.add_argument("--json", action="store_true", help="print the status as JSON")
+
+
+def _tls_parser(sub) -> None:
+    tls = sub.add_parser(
+        "check-tls",
+        help="connect to a TLS syslog receiver as a client would and explain the outcome",
+        description="Make the handshake a Deep Security Manager would make with HOST:PORT "
+        "(TLS 1.2+, server certificate and name verified) and explain what failed in plain "
+        "words: expired, wrong CA, name mismatch, no client certificate, protocol too old.",
+    )
+    tls.add_argument("target", metavar="HOST:PORT")
+    tls.add_argument("--ca", metavar="FILE", help="CA bundle to trust (default: the system's)")
+    tls.add_argument("--cert", metavar="FILE", help="client certificate (PEM) to present")
+    tls.add_argument("--key", metavar="FILE", help="its private key (default: in --cert)")
+    tls.add_argument("--name", metavar="N", help="server name to verify (default: HOST)")
+    tls.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="connect and handshake"
+    )
 
 
 def _windows_parsers(sub, cfg_help: str) -> None:
@@ -232,6 +251,12 @@ def cmd_queue(args) -> int:
     return queue_status(args)
 
 
+def cmd_check_tls(args) -> int:
+    from dsrouter.cli.tlscheck import check_tls
+
+    return check_tls(args)
+
+
 def cmd_eventlog(args) -> int:
     from dsrouter.cli.eventlog import eventlog
 
@@ -254,6 +279,7 @@ COMMANDS = {
     "reload": cmd_reload,
     "dlq": cmd_dlq,
     "queue": cmd_queue,
+    "check-tls": cmd_check_tls,
     "eventlog": cmd_eventlog,
     "service": cmd_service,
 }
