@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dsrouter.api import Duration, InputType, Option, Size, hookimpl
-from dsrouter.ingest.limits import allow_list
+from dsrouter.ingest.limits import allow_list, peer_rates
 from dsrouter.ingest.tls import CLIENT_CERT, TlsListener, TlsSettings
 from dsrouter.ingest.transport import FRAMINGS, UDP_RCVBUF, Sink, TcpListener, UdpListener
 
@@ -31,9 +31,19 @@ _ALLOW = Option(
     "refused and counted",
 )
 
+_RATE = Option(
+    "rate_limit",
+    "int",
+    0,
+    help="messages per second one sender IP may send (a one-second burst allowed; 0: no "
+    "limit); over it, TCP and TLS senders are read more slowly, UDP datagrams are dropped "
+    "and counted",
+)
+
 UDP_OPTIONS = (
     _LISTEN,
     _ALLOW,
+    _RATE,
     _MAX_MESSAGE,
     Option(
         "recv_buffer",
@@ -48,6 +58,7 @@ UDP_OPTIONS = (
 TCP_OPTIONS = (
     _LISTEN,
     _ALLOW,
+    _RATE,
     Option(
         "framing",
         "enum",
@@ -128,6 +139,7 @@ def make_udp(name: str, options: Mapping[str, Any], sink: Sink) -> UdpListener:
         max_message=int(_opt(options, UDP_OPTIONS, "max_message")),
         recv_buffer=int(_opt(options, UDP_OPTIONS, "recv_buffer")),
         allow=allow_list(_opt(options, UDP_OPTIONS, "allow")),
+        rates=peer_rates(_opt(options, UDP_OPTIONS, "rate_limit")),
     )
 
 
@@ -143,6 +155,7 @@ def _stream_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
         "max_connections_per_peer": int(get("max_connections_per_peer")),
         "framing": get("framing"),
         "allow": allow_list(get("allow")),
+        "rates": peer_rates(get("rate_limit")),
     }
 
 

@@ -72,6 +72,7 @@ _INPUT_DROPS = (  # (reason label, snapshot key)
     ("invalid", "invalid_total"),
     ("kernel", "kernel_drops_total"),
     ("sink_error", "sink_errors_total"),
+    ("rate_limited", "rate_limited_total"),
 )
 _INPUT_REFUSALS = (  # (reason label, snapshot key): connections or datagrams turned away
     ("not_allowed", "refused_total"),
@@ -82,6 +83,7 @@ _INPUT_REFUSALS = (  # (reason label, snapshot key): connections or datagrams tu
     ("slow_sender", "slow_closed_total"),
     ("tls_handshake", "tls_failed_total"),
     ("tls_on_plain", "tls_on_plain_total"),
+    ("throttled", "throttled_total"),
 )
 _TOTALS = (
     (C, "dsrouter_events_parsed", "events_total", "Messages parsed into events."),
@@ -220,7 +222,8 @@ def _input_refusals(inputs: Mapping[str, Any]) -> Metric:
         "Connections (or UDP datagrams) the input turned away or closed, by reason: "
         "not_allowed (not on allow), max_connections, per_peer (max_connections_per_peer), "
         "evicted (closed to make room for another peer), idle, slow_sender "
-        "(partial_timeout), tls_handshake, tls_on_plain (TLS sent to a plain tcp input).",
+        "(partial_timeout), tls_handshake, tls_on_plain (TLS sent to a plain tcp input), "
+        "throttled (reading paused: the sender went over rate_limit; nothing is lost).",
         labels=["input", "reason"],
     )
     for name, stats in sorted(inputs.items(), key=lambda kv: str(kv[0])):
@@ -237,7 +240,8 @@ def _input_drops(inputs: Mapping[str, Any]) -> Metric:
     family = CounterMetricFamily(
         "dsrouter_input_dropped",
         "Messages the input dropped: oversize (longer than max_message), invalid (bad framing), "
-        "kernel (UDP socket buffer overflow), sink_error (the pipeline raised).",
+        "kernel (UDP socket buffer overflow), sink_error (the pipeline raised), rate_limited "
+        "(UDP datagrams over the sender's rate_limit).",
         labels=["input", "reason"],
     )
     for name, stats in sorted(inputs.items(), key=lambda kv: str(kv[0])):

@@ -89,12 +89,14 @@ class PeerSlots:
         self.open += 1
 
     def remove(self, host: str) -> None:
-        left = self.counts.get(host, 0) - 1
-        if left > 0:
-            self.counts[host] = left
+        held = self.counts.get(host, 0)
+        if held > 1:
+            self.counts[host] = held - 1
+        elif held:
+            del self.counts[host]
         else:
-            self.counts.pop(host, None)
-        self.open = max(0, self.open - 1)
+            return
+        self.open -= 1
 
 
 def peer_host(peer: str) -> str:
@@ -102,3 +104,29 @@ def peer_host(peer: str) -> str:
     if peer.startswith("["):
         return peer[1:].split("]", 1)[0]
     return peer.rsplit(":", 1)[0]
+
+
+class PeerRates:
+    """``rate_limit``: a token bucket of ``rate`` messages per second (a burst of one second's
+    worth) per sender IP. :meth:`take` spends ``n`` tokens and returns how long the sender
+    should wait before it sends more (0.0 while within its rate). Buckets are bounded in
+    number; a forgotten sender starts again with a full bucket."""
+
+    __slots__ = ("rate", "buckets")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.buckets: dict[str, tuple[float, float]] = {}  # host -> (tokens, at)
+
+    def take(self, host: str, n: int, now: float) -> float:
+        tokens, at = self.buckets.get(host, (self.rate, now))
+        tokens = min(self.rate, tokens + (now - at) * self.rate) - n
+        if host not in self.buckets and len(self.buckets) >= _CACHE_MAX:
+            self.buckets.clear()
+        self.buckets[host] = (tokens, now)
+        return 0.0 if tokens >= 0 else -tokens / self.rate
+
+
+def peer_rates(rate: float) -> PeerRates | None:
+    """None (no limit) for ``rate_limit = 0``."""
+    return PeerRates(rate) if rate > 0 else None

@@ -18,7 +18,7 @@ import os
 import structlog
 
 from dsrouter.ingest.framing import FRAMINGS, Framer
-from dsrouter.ingest.limits import AllowList, PeerSlots, peer_host
+from dsrouter.ingest.limits import AllowList, PeerRates, PeerSlots, peer_host
 from dsrouter.ingest.listener import Sink, _bind_error, _Listener, _peer_name
 
 _log = structlog.get_logger()
@@ -45,6 +45,7 @@ class _TcpConnection(asyncio.Protocol):
         "done",
         "fresh",
         "held",
+        "throttled",
     )
 
     def __init__(self, listener: TcpListener) -> None:
@@ -59,6 +60,7 @@ class _TcpConnection(asyncio.Protocol):
         self.done = False
         self.fresh = True  # nothing received yet
         self.held: list[bytes] | None = None  # data kept back until the peer is verified
+        self.throttled = False  # reading paused by the sender's rate_limit
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -82,6 +84,8 @@ class _TcpConnection(asyncio.Protocol):
         if messages:
             self.last = now
             lst._deliver(messages, self.peer)
+            if lst.rates is not None:
+                lst._throttle(self, lst.rates.take(self.host, len(messages), now))
         if not self.framer.pending:
             self.partial_since = None
         elif messages or self.partial_since is None:
@@ -141,6 +145,7 @@ class TcpListener(_Listener):
         max_connections_per_peer: int = 0,
         partial_timeout: float = 0.0,
         allow: AllowList | None = None,
+        rates: PeerRates | None = None,
     ) -> None:
         super().__init__(name, host, port, sink, max_message)
         if framing not in FRAMINGS:
@@ -150,6 +155,7 @@ class TcpListener(_Listener):
         self.partial_timeout = partial_timeout
         self.max_connections = max_connections
         self.allow = allow
+        self.rates = rates
         self.slots = PeerSlots(max_connections, max_connections_per_peer)
         self._warned: set[str] = set()
         for key in (
@@ -159,6 +165,7 @@ class TcpListener(_Listener):
             "slow_closed_total",
             "tls_on_plain_total",
             "truncated_total",
+            "throttled_total",
         ):
             self.stats[key] = 0
         self.connections: set[_TcpConnection] = set()
@@ -210,7 +217,8 @@ class TcpListener(_Listener):
         self.paused = False
         for conn in self.connections:
             if conn.transport is not None and not conn.transport.is_closing():
-                conn.transport.resume_reading()
+                if not conn.throttled:
+                    conn.transport.resume_reading()
             conn.last = self.now()  # time spent paused is not the sender's silence
 
     def close(self) -> None:
@@ -282,6 +290,22 @@ class TcpListener(_Listener):
         self._closed(conn)
         if conn.transport is not None:
             conn.transport.close()
+
+    def _throttle(self, conn: _TcpConnection, delay: float) -> None:
+        """Stop reading a sender over its rate_limit for ``delay`` seconds (TCP pushes back)."""
+        if delay <= 0 or conn.throttled or conn.transport is None:
+            return
+        conn.throttled = True
+        self.stats["throttled_total"] += 1
+        conn.transport.pause_reading()
+        assert self._loop is not None
+        self._loop.call_later(delay, self._unthrottle, conn)
+
+    def _unthrottle(self, conn: _TcpConnection) -> None:
+        conn.throttled = False
+        transport = conn.transport
+        if transport is not None and not transport.is_closing() and not self.paused:
+            transport.resume_reading()
 
     def _tls_on_plain(self, conn: _TcpConnection) -> None:
         self.stats["tls_on_plain_total"] += 1

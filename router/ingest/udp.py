@@ -6,10 +6,11 @@ import asyncio
 import os
 import socket
 import sys
+import time
 
 import structlog
 
-from dsrouter.ingest.limits import AllowList
+from dsrouter.ingest.limits import AllowList, PeerRates
 from dsrouter.ingest.listener import Sink, _bind_error, _Listener, _peer_name
 
 UDP_RCVBUF = 8 * 1024 * 1024
@@ -46,10 +47,13 @@ class UdpListener(_Listener):
         max_message: int = 65536,
         recv_buffer: int = UDP_RCVBUF,
         allow: AllowList | None = None,
+        rates: PeerRates | None = None,
     ) -> None:
         super().__init__(name, host, port, sink, max_message)
         self.allow = allow
+        self.rates = rates
         self.stats["refused_total"] = 0
+        self.stats["rate_limited_total"] = 0
         self.requested_recv_buffer = recv_buffer
         self.recv_buffer = 0
         self.stats["kernel_drops_total"] = 0
@@ -163,6 +167,9 @@ class UdpListener(_Listener):
             if self.allow is not None and not self.allow(addr[0]):
                 self.stats["refused_total"] += 1
                 continue
+            if self.rates is not None and self.rates.take(addr[0], 1, self.last_read) > 0:
+                self.stats["rate_limited_total"] += 1
+                continue
             message = take(data)
             if message is None:
                 continue
@@ -205,8 +212,12 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         lst = self.listener
         if lst._loop is not None:
             lst.last_read = lst._loop.time()  # the shutdown drain reads until the senders pause
-        if lst.allow is not None and not lst.allow(addr[0]):  # type: ignore[index]
+        host = addr[0]  # type: ignore[index]
+        if lst.allow is not None and not lst.allow(host):
             lst.stats["refused_total"] += 1
+            return
+        if lst.rates is not None and lst.rates.take(host, 1, time.monotonic()) > 0:
+            lst.stats["rate_limited_total"] += 1
             return
         message = lst._take(data)
         if message is not None:

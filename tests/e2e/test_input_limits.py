@@ -240,3 +240,29 @@ def test_a_huge_octet_count_does_not_swallow_the_stream(start_daemon, tmp_path):
             s.recv(1)
     assert [e["msg"] for e in archive(tmp_path, 11)] == [f"seq-{n}" for n in range(11)]
     assert d.stop()[0] == 0
+
+
+def test_rate_limit_drops_udp_and_slows_tcp_without_loss(start_daemon, tmp_path):
+    d = start_daemon(
+        config(
+            'input udp_in { type = "udp", listen = "127.0.0.1:0", rate_limit = 20 }\n'
+            'input tcp_in { type = "tcp", listen = "127.0.0.1:0", rate_limit = 200 }',
+            metrics=True,
+        )
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for n in range(100):
+            udp.sendto(LINE.format(n=n).encode(), ("127.0.0.1", d.ports["udp_in"]))
+    reached(d, 'dsrouter_input_dropped_total{input="udp_in",reason="rate_limited"}', 50)
+    lines = [LINE.format(n=1000 + n).encode() for n in range(600)]
+    with socket.create_connection(("127.0.0.1", d.ports["tcp_in"]), timeout=30) as s:
+        for i in range(0, 600, 20):
+            s.sendall(b"".join(x + b"\n" for x in lines[i : i + 20]))
+        s.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            s.recv(1)
+    events = archive(tmp_path, 600, timeout=30)
+    got = {e["msg"] for e in events}
+    assert {f"seq-{1000 + n}" for n in range(600)} <= got  # every TCP event, none lost
+    reached(d, 'dsrouter_input_refused_total{input="tcp_in",reason="throttled"}', 1)
+    assert d.stop()[0] == 0

@@ -30,12 +30,14 @@ def test_registers_udp_tcp_and_tls() -> None:
     assert [o.name for o in types["udp"].options] == [
         "listen",
         "allow",
+        "rate_limit",
         "max_message",
         "recv_buffer",
     ]
     tcp = [
         "listen",
         "allow",
+        "rate_limit",
         "framing",
         "max_message",
         "idle_timeout",

@@ -92,3 +92,14 @@ def test_cert_names_prefer_subject_alt_names():
 )
 def test_contradictory_tls_settings_are_named(settings, problem):
     assert any(problem in p for p in settings.problems())
+
+
+def test_peer_rates_token_bucket():
+    from dsrouter.ingest.limits import PeerRates, peer_rates
+
+    rates = PeerRates(10)
+    assert rates.take("a", 10, 0.0) == 0.0  # a one-second burst
+    assert rates.take("a", 5, 0.0) == 0.5  # five over: half a second to earn them back
+    assert rates.take("b", 1, 0.0) == 0.0  # other senders have their own bucket
+    assert rates.take("a", 5, 1.0) == 0.0  # refilled (capped at one second's worth)
+    assert peer_rates(0) is None
