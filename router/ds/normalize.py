@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Collection
+from itertools import islice
 from typing import Any
 
 from dsrouter.ds.catalog import ALIASES, INT_ALIASES, INT_KEYS, LEEF_TO_CEF, RESERVED, classify
@@ -67,6 +68,8 @@ _FAST_ALIASES = {
 #: PRI digits as the fast regex captures them (``\d{1,3}``) → (facility, severity).
 _PRI = {f"{p:0{w}d}": divmod(p, 8) for p in range(192) for w in (1, 2, 3) if len(f"{p:0{w}d}") == w}
 _split = split_extension
+#: Extension keys kept per message (memory and field count may not follow what a sender chooses).
+MAX_KEYS = 512
 
 
 def _int(text: str) -> int | str:
@@ -128,7 +131,12 @@ def _assemble(ev: Event, int_keys: Collection[str], env: dict, receipt: Receipt)
 
 
 def _merge(head: Event, ext: dict[str, Any], env: dict, receipt: Receipt) -> Event:
-    """Careful path: move colliding extension keys aside, then assemble."""
+    """Careful path: cap the number of keys, move colliding ones aside, then assemble."""
+    if len(ext) > MAX_KEYS:
+        ext = dict(islice(ext.items(), MAX_KEYS))
+        head.setdefault(
+            "parse_error", f"more than {MAX_KEYS} extension keys: the rest is only in raw"
+        )
     if not RESERVED.isdisjoint(ext):
         head["ext_shadowed"] = {k: ext.pop(k) for k in [k for k in ext if k in RESERVED]}
     head.update(ext)
@@ -185,7 +193,7 @@ def _fast(text: str, receipt: Receipt, now: float, stamps: dict[str, str]) -> Ev
     if rest[-1:] in " \t\r\n":
         rest = rest.rstrip()
     parts = _split(rest)  # [v1, k2, v2, ...]
-    if key in RESERVED or not RESERVED.isdisjoint(parts[1::2]):
+    if len(parts) >= 2 * MAX_KEYS or key in RESERVED or not RESERVED.isdisjoint(parts[1::2]):
         return None  # a hostile or odd key: the careful path keeps it aside
     header = text[m.start(11) : m.start(18)]
     head, aliases = _heads.get(header) or _new_head(m, header)

@@ -155,3 +155,19 @@ def test_severity_with_a_trailing_space_is_read_on_both_paths() -> None:
     careful_line = line + " msg=a\\=b"  # a backslash sends the event down the careful path
     assert parse_message(line)["severity"] == 8
     assert parse_message(careful_line)["severity"] == 8
+
+
+def test_extension_keys_are_capped_on_both_paths() -> None:
+    from dsrouter.ds.normalize import MAX_KEYS
+
+    head = "<134>Nov 27 23:18:32 web-07 CEF:0|Trend Micro|Deep Security Agent|1|21|n|5|"
+    for count in (MAX_KEYS, MAX_KEYS + 1, 5000):
+        line = head + " ".join(f"k{i}=v{i}" for i in range(count))
+        ev = parse_message(line)
+        kept = [k for k in ev if k.startswith("k") and k[1:].isdigit()]
+        assert len(kept) == min(count, MAX_KEYS)
+        assert ("parse_error" in ev) is (count > MAX_KEYS)
+        assert ev["raw"] == line
+        receipt = ("r", "p", "i", line)
+        fast = _fast(line, receipt, 1_764_285_512.0, {})
+        assert fast is None or fast == _slow(line, receipt, 1_764_285_512.0)
