@@ -1,25 +1,25 @@
-"""The ``file`` output: events as JSON lines, in files whose path is templated from event fields.
+"""The ``file`` output: events as JSON lines (or raw lines), in files whose path is templated
+from event fields, rotated, compressed and expired: an archive that outlives the console.
 
 ``path = "archive/{module}/{host}/{date}.jsonl"`` is resolved under the daemon's ``data_dir``
-(an absolute path is used as is). Every value substituted into the path comes from the event
-and so from the sender: it is reduced to ``[A-Za-z0-9._-]``, may not start with a dot and is
-capped in length, so no event can name a file outside the output's directory. The final path is
-checked to lie under the template's fixed prefix as a second guard.
+(an absolute path is used as is); ``file_path`` makes every substituted value harmless.
+``file_handles`` writes whole lines and rotates; ``file_rotate`` names and compresses;
+``file_sweep`` compresses, expires (``retain``, ``keep``) and finishes idle files on its own
+thread. See docs/outputs/file.md.
 
 Outcomes are per file: the events of a path that can never be written (a name too long, a
 directory in the way, an event that does not render or serialize) are rejected alone; a
-transient error (a full disk, EACCES, EROFS) retries that file's events and those of the files
-not yet written, while files already written count as delivered. ``reopen()`` (SIGHUP, e.g.
-from logrotate's postrotate) closes every file so the next write opens it again by path.
+transient error (a full disk, EACCES, EROFS, a file being compressed) retries that file's
+events and those of the files not yet written, while files already written count as
+delivered. ``reopen()`` (SIGHUP, e.g. from logrotate's postrotate) closes every file so the
+next write opens it again by path.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import re
-from collections import OrderedDict
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -38,103 +38,75 @@ from dsrouter.api import (
     hookimpl,
 )
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\}")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_MAX_PART = 100
+from .file_handles import Files
+from .file_path import PathTemplate, sanitize
+from .file_rotate import Policy
+from .file_sweep import Maintenance, acquire, release
+
+__all__ = ["FileOutput", "PathTemplate", "sanitize"]
+
 _DUMPS = orjson.dumps
 _NL = orjson.OPT_APPEND_NEWLINE
-_BINARY = getattr(os, "O_BINARY", 0)  # no newline translation on Windows
 #: Errors of a path that no retry can fix: its events are rejected (dead-lettered). EEXIST comes
 #: from makedirs when a file stands where a directory should be. Every other OSError (a full
-#: disk, EACCES, EROFS, EIO, too many open files, a directory removed meanwhile) is transient.
+#: disk, EACCES, EROFS, EIO, too many open files, a file being compressed) is transient.
 _PERMANENT_ERRNOS = frozenset(
     {errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EINVAL, errno.ELOOP, errno.EEXIST}
 )
 
 
-def sanitize(value: Any) -> str:
-    """Turn an attacker-controlled value into one safe path component."""
-    if value is None or value == "":
-        return "unknown"
-    text = _UNSAFE.sub("_", str(value))[:_MAX_PART]
-    if text.startswith("."):
-        text = "_" + text[1:]
-    return text or "unknown"
-
-
-def _getter(field: str) -> Callable[[Event], Any]:
-    if field == "date":
-        return lambda ev: (ev.get("received_at") or "unknown")[:10]
-    if field == "hour":
-        return lambda ev: (ev.get("received_at") or "unknown")[:13].replace("T", "_")
-    if field.startswith("syslog."):
-        sub = field[7:]
-        return lambda ev: (ev.get("syslog") or {}).get(sub)
-    return lambda ev: ev.get(field)
-
-
-class PathTemplate:
-    """A compiled ``path`` option: literal parts and sanitised event fields."""
-
-    def __init__(self, template: str, base: Path) -> None:
-        full = template if os.path.isabs(template) else os.path.join(str(base), template)
-        self.parts = _PLACEHOLDER.split(full)  # literal, field, literal, field, ..., literal
-        if any(p.count("{") or p.count("}") for p in self.parts[::2]):
-            raise ValueError("path: braces must enclose a field name, e.g. {module}")
-        self.fields = self.parts[1::2]
-        self.getters = [_getter(f) for f in self.fields]
-        prefix = self.parts[0]
-        self.root = os.path.normpath(prefix if prefix.endswith(os.sep) else os.path.dirname(prefix))
-        self._cache: dict[tuple, str] = {}
-
-    def render(self, event: Event) -> str:
-        if not self.fields:
-            return self.parts[0]
-        key = tuple(g(event) for g in self.getters)
-        path = self._cache.get(key)
-        if path is None:
-            path = self._build(key)
-            if len(self._cache) > 4096:
-                self._cache.clear()
-            self._cache[key] = path
-        return path
-
-    def _build(self, values: tuple) -> str:
-        out = [self.parts[0]]
-        for value, literal in zip(values, self.parts[2::2], strict=True):
-            out.append(sanitize(value))
-            out.append(literal)
-        path = os.path.normpath("".join(out))
-        if os.path.commonpath([self.root, path]) != self.root:
-            raise PermanentFailure("templated path escapes the output directory")
-        return path
-
-
 class FileOutput(Output):
-    """Append events as JSON lines; one ``os.write`` per file per batch.
+    """Append events as lines; one ``os.write`` per file per batch (see the module docstring).
 
-    Each file takes whole lines only: the size is noted before a group is appended and the file
-    is truncated back to it when the write fails part way (a full disk), so a retry never
-    leaves a torn or doubled line. The output is meant to be the only writer of its files.
+    ``now`` (seconds since the epoch) is the clock rotation and retention read; tests pass
+    their own. ``background=False`` leaves the maintenance thread unstarted: the caller runs
+    ``self.maintenance.sweep()`` itself.
     """
 
-    def __init__(self, name: str, options: Mapping[str, Any], context: OutputContext) -> None:
+    def __init__(
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        context: OutputContext,
+        now: Callable[[], float] = time.time,
+        background: bool = True,
+    ) -> None:
         super().__init__(name, options, context)
         self.template = PathTemplate(options["path"], context.data_dir)
-        self.max_open = options["max_open_files"]
+        self.policy = Policy(options, self.template)
         self.encode = _raw_line if options.get("format", "json") == "raw" else _json_line
-        self.mode = _file_mode(options.get("mode", "0640"))
-        self._fds: OrderedDict[str, int] = OrderedDict()
-        # path -> (st_dev, st_ino, size): a torn append whose truncation failed, repaired on
-        # the next open of that same file.
-        self._torn: dict[str, tuple[int, int, int]] = {}
+        self.now, self.background = now, background
+        mode = _file_mode(options.get("mode", "0640"))
+        self.shared = acquire(self.template.root)
+        self.maintenance: Maintenance | None = None
+        if self.policy.needs_sweep:
+            self.maintenance = Maintenance(
+                self.template, self.policy, self.shared, now, context.logger
+            )
+        self.files = Files(
+            self.template,
+            self.policy,
+            self.shared,
+            mode,
+            int(options.get("max_open_files", 64)),
+            options.get("sync", "never") == "batch",
+            self.maintenance.rotated if self.maintenance else _ignore,
+        )
+        self._released = False
+
+    @property
+    def _fds(self) -> Mapping[str, Any]:
+        return self.files.fds
+
+    def open(self) -> None:
+        if self.maintenance is not None and self.background:
+            self.maintenance.start(self.name)
 
     def describe(self) -> str:
-        return "".join(
-            p if i % 2 == 0 else "{" + p + "}" for i, p in enumerate(self.template.parts)
-        )
+        return self.template.describe()
 
     def send(self, events: Sequence[Event]) -> None:
+        self.files.tick(self.now())
         rejected: dict[int, PermanentFailure] = {}
         try:
             groups = self._group(events)
@@ -143,7 +115,7 @@ class FileOutput(Output):
         bad: dict[str, PermanentFailure] = {}
         for n, (path, lines) in enumerate(groups.items()):
             try:
-                self._append(path, b"".join(lines))
+                self.files.append(path, b"".join(lines))
             except OSError as exc:
                 reason = self._reason(path, exc)
                 if exc.errno in _PERMANENT_ERRNOS:
@@ -234,63 +206,21 @@ class FileOutput(Output):
             path = path[len(base) + 1 :]
         return path if len(path) <= 120 else f"{path[:60]}…{path[-50:]}"
 
-    def _append(self, path: str, data: bytes) -> None:
-        """Append whole lines or nothing: truncate back to the old size when the write fails.
-
-        The failed file is closed either way, so the retry reopens it by path (a stale handle
-        cannot fail every retry); when even the truncation failed, that reopen cuts the tail.
-        """
-        fd = self._fd(path)
-        st = os.fstat(fd)
-        try:
-            _write_all(fd, data)
-        except BaseException:
-            try:
-                os.ftruncate(fd, st.st_size)
-            except OSError:
-                self._torn[path] = (st.st_dev, st.st_ino, st.st_size)
-            self._drop(path)
-            raise
-
-    def _fd(self, path: str) -> int:
-        fd = self._fds.get(path)
-        if fd is not None:
-            self._fds.move_to_end(path)
-            return fd
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY, self.mode)
-        if self._torn and path in self._torn:
-            try:
-                self._repair(path, fd)
-            except BaseException:
-                os.close(fd)
-                raise
-        self._fds[path] = fd
-        while len(self._fds) > self.max_open:
-            self._drop(next(iter(self._fds)))
-        return fd
-
-    def _repair(self, path: str, fd: int) -> None:
-        """Cut the torn tail an earlier failed append left in this very file."""
-        dev, ino, size = self._torn[path]
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) == (dev, ino) and st.st_size > size:
-            os.ftruncate(fd, size)
-        del self._torn[path]
-
-    def _drop(self, path: str) -> None:
-        fd = self._fds.pop(path, None)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
     def reopen(self) -> None:
         """Close every file; the next write opens each by path (after logrotate moved it)."""
-        for path in list(self._fds):
-            self._drop(path)
+        self.files.close_all()
 
     def close(self) -> None:
-        self.reopen()
+        self.files.close_all()
+        if self.maintenance is not None:
+            self.maintenance.close()
+        if not self._released:
+            self._released = True
+            release(self.template.root)
+
+
+def _ignore(directory: str) -> None:
+    pass
 
 
 def _json_line(ev: Event) -> bytes:
@@ -308,24 +238,60 @@ def _raw_line(ev: Event) -> bytes:
 
 def _file_mode(text: Any) -> int:
     """``"0640"`` → 0o640; anything else than an octal permission is a ValueError."""
+    problem = _check_mode(text)
+    if problem is not None:
+        raise ValueError(f"mode: {problem}")
+    return int(str(text), 8)
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+def _check_mode(text: Any) -> str | None:
     try:
         mode = int(str(text), 8)
     except ValueError:
         mode = -1
     if not 0 <= mode <= 0o777:
-        raise ValueError(f'mode must be an octal permission such as "0640", not {text!r}')
-    return mode
+        return f'expected an octal permission such as "0640", not {text!r}'
+    return None
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _check_path(text: Any) -> str | None:
+    try:
+        PathTemplate(str(text), _CHECK_BASE)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
+
+def _check_rotate(value: Any) -> str | None:
+    if isinstance(value, int) and value <= 0:
+        return "a rotation size must be above 0, e.g. 100MiB"
+    return None
+
+
+def _positive(value: Any) -> str | None:
+    return None if value is None or value > 0 else "must be above 0, e.g. 400d"
+
+
+def _not_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 (no limit) or more"
+
+
+def _at_least_one(value: Any) -> str | None:
+    return None if value >= 1 else "must be 1 or more"
+
+
+_CHECK_BASE = Path(os.path.abspath(os.sep))
 
 OPTIONS = (
-    Option("path", "string", help="file path template under data_dir, e.g. {module}/{date}.jsonl"),
-    Option("max_open_files", "int", 64, help="open file handles kept (least recently used closed)"),
+    Option(
+        "path",
+        "string",
+        help="file path template under data_dir, e.g. archive/{module}/{host}/{date}.jsonl",
+        validate=_check_path,
+    ),
     Option(
         "format",
         "enum",
@@ -333,7 +299,46 @@ OPTIONS = (
         choices=("json", "raw"),
         help="json: the normalized event per line; raw: the message as received",
     ),
-    Option("mode", "string", "0640", help="permissions of new files (octal; the umask applies)"),
+    Option(
+        "rotate",
+        "enum_or_size",
+        None,
+        choices=("daily", "hourly"),
+        help='"daily", "hourly" or a size (100MiB): when a file is set aside for a new one',
+        validate=_check_rotate,
+    ),
+    Option(
+        "retain",
+        "duration",
+        None,
+        help="delete files last written longer ago than this (e.g. 400d); unset: keep all",
+        validate=_positive,
+    ),
+    Option(
+        "keep", "int", 0, help="rotated files kept per file (0: no limit)", validate=_not_negative
+    ),
+    Option("compress", "bool", False, help="gzip files once finished (never the one written)"),
+    Option(
+        "mode",
+        "string",
+        "0640",
+        help="permissions of new files (octal; the umask applies)",
+        validate=_check_mode,
+    ),
+    Option(
+        "sync",
+        "enum",
+        "never",
+        choices=("never", "batch"),
+        help="batch: fdatasync every file a batch wrote before it counts as delivered",
+    ),
+    Option(
+        "max_open_files",
+        "int",
+        64,
+        help="open file handles kept (least recently used closed)",
+        validate=_at_least_one,
+    ),
 )
 
 
@@ -344,4 +349,11 @@ def _create(name: str, options: Mapping[str, Any], context: OutputContext) -> Fi
 @hookimpl
 def dsrouter_register_outputs(register) -> None:
     """Register the ``file`` output type."""
-    register(OutputType("file", _create, OPTIONS, help="JSON lines files, path templated"))
+    register(
+        OutputType(
+            "file",
+            _create,
+            OPTIONS,
+            help="JSON lines files: templated, rotated, compressed, expired",
+        )
+    )

@@ -8,6 +8,7 @@ plugin's options are checked as strictly as a built-in's.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,15 +31,30 @@ IPValue = (
 
 _REQUIRED = object()
 
-KINDS = ("string", "int", "float", "bool", "duration", "size", "list", "address", "ip_list", "enum")
+KINDS = (
+    "string",
+    "int",
+    "float",
+    "bool",
+    "duration",
+    "size",
+    "list",
+    "address",
+    "ip_list",
+    "enum",
+    "enum_or_size",
+)
 
 
 @dataclass(frozen=True)
 class Option:
     """One option of an input or output type.
 
-    ``kind`` is one of :data:`KINDS`. An option without ``default`` is required. ``secret``
-    options are never echoed in messages or logs.
+    ``kind`` is one of :data:`KINDS` (``enum_or_size``: one of ``choices`` or a size, e.g.
+    ``rotate = "daily"`` or ``rotate = 100MiB``). An option without ``default`` is required.
+    ``secret`` options are never echoed in messages or logs. ``validate``, when given, checks
+    the value once its kind is right: it returns what is wrong (``dsrouter check`` reports it)
+    or ``None``.
     """
 
     name: str
@@ -47,6 +63,7 @@ class Option:
     help: str = ""
     choices: tuple[str, ...] = ()
     secret: bool = False
+    validate: Callable[[Any], str | None] | None = None
 
     @property
     def required(self) -> bool:
@@ -55,7 +72,12 @@ class Option:
     def check(self, value: Any) -> tuple[Any, str | None]:
         """Return ``(coerced_value, None)`` or ``(None, "what is wrong")``."""
         checker = _CHECKERS[self.kind]
-        return checker(self, value)
+        value, problem = checker(self, value)
+        if problem is None and self.validate is not None:
+            problem = self.validate(value)
+            if problem is not None:
+                return None, problem
+        return value, problem
 
 
 def _string(opt: Option, v: Any) -> tuple[Any, str | None]:
@@ -121,6 +143,15 @@ def _enum(opt: Option, v: Any) -> tuple[Any, str | None]:
     return None, "expected one of " + ", ".join(f'"{c}"' for c in opt.choices)
 
 
+def _enum_or_size(opt: Option, v: Any) -> tuple[Any, str | None]:
+    if isinstance(v, str) and v in opt.choices:
+        return v, None
+    if isinstance(v, Size) or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+        return Size(v), None
+    named = ", ".join(f'"{c}"' for c in opt.choices)
+    return None, f"expected {named} or a size such as 100MiB"
+
+
 _CHECKERS = {
     "string": _string,
     "int": _int,
@@ -132,6 +163,7 @@ _CHECKERS = {
     "address": _address,
     "ip_list": _ip_list,
     "enum": _enum,
+    "enum_or_size": _enum_or_size,
 }
 
 

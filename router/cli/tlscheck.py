@@ -83,9 +83,9 @@ def _after_handshake(tls: ssl.SSLSocket, name: str) -> int:
         print(f"FAILED: {explain(exc, name)}")
         return EXIT_INVALID
     cert = tls.getpeercert() or {}
-    subject = _names(cert)
-    print(f"OK: {tls.version()} with {tls.cipher()[0]}; the server's certificate is for "
-          f"{subject}, valid until {cert.get('notAfter', '?')}, and trusted")  # fmt: skip
+    cipher = (tls.cipher() or ("?",))[0]
+    print(f"OK: {tls.version()} with {cipher}; the server's certificate is for "
+          f"{_names(cert)}, valid until {cert.get('notAfter', '?')}, and trusted")  # fmt: skip
     return EXIT_OK
 
 

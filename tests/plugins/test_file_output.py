@@ -5,12 +5,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import shutil
 import sys
 
 import orjson
 import pytest
 
-from dsrouter.api import OutputContext, PartialFailure, PermanentFailure, RetryLater
+from dsrouter.api import OutputContext, PartialFailure, RetryLater
 from dsrouter.plugin import Plugins
 from dsrouter.plugins.file import PathTemplate, sanitize
 
@@ -112,9 +113,8 @@ def test_sanitize_keeps_one_harmless_component():
 
 
 def test_template_from_config_cannot_escape(tmp_path):
-    t = PathTemplate("archive/{module}/../../../x.jsonl", tmp_path)
-    with pytest.raises(PermanentFailure):
-        t.render({"module": "firewall"})
+    with pytest.raises(ValueError, match="'..' may not come after a placeholder"):
+        PathTemplate("archive/{module}/../../../x.jsonl", tmp_path)
 
 
 def test_syslog_field_and_lru_of_open_files(make, tmp_path):
@@ -362,18 +362,43 @@ def test_only_transient_failures_raise_retry_later(make, tmpfs):
         out.send([{"host": "a"}, {"host": "b"}])
 
 
-def test_reopen_after_logrotate_writes_a_new_file_at_the_original_path(make):
+def test_reopen_closes_every_file_and_the_next_write_opens_it_by_path(make):
     out = make("archive/{host}.jsonl")
-    out.send([{"host": "a", "n": 0}])
-    path = make.data / "archive" / "a.jsonl"
-    path.rename(path.with_name("a.jsonl.1"))
-    out.send([{"host": "a", "n": 1}])  # the cached handle still writes to the moved file
+    out.send([{"host": "a", "n": 0}, {"host": "b", "n": 0}])
+    assert len(out._fds) == 2
     out.reopen()
     assert not out._fds
+    out.send([{"host": "a", "n": 1}])
+    out.close()
+    assert [e["n"] for e in _lines(make.data / "archive" / "a.jsonl")] == [0, 1]
+
+
+def test_a_file_moved_away_without_sighup_is_not_written_any_more(make):
+    """logrotate's rename, or ``rm -rf`` of the archive: the next batch opens the path anew
+    (directories included) instead of writing into the moved or deleted file."""
+    out = make("archive/{host}/x.jsonl")
+    out.send([{"host": "a", "n": 0}])
+    path = make.data / "archive" / "a" / "x.jsonl"
+    path.rename(path.with_name("x.jsonl.1"))
+    out.send([{"host": "a", "n": 1}])
+    assert [e["n"] for e in _lines(path.with_name("x.jsonl.1"))] == [0]
+    assert [e["n"] for e in _lines(path)] == [1]
+    shutil.rmtree(make.data / "archive")
     out.send([{"host": "a", "n": 2}])
     out.close()
-    assert [e["n"] for e in _lines(path.with_name("a.jsonl.1"))] == [0, 1]
     assert [e["n"] for e in _lines(path)] == [2]
+
+
+def test_new_files_default_to_0640_and_their_directories_to_0750(make, tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = make("m/{host}/x.jsonl")
+        out.send([{"host": "a"}])
+        out.close()
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "data" / "m" / "a" / "x.jsonl").st_mode & 0o777 == 0o640
+    assert os.stat(tmp_path / "data" / "m" / "a").st_mode & 0o777 == 0o750
 
 
 def test_raw_format_writes_the_message_as_received_one_per_line(make, tmp_path):
