@@ -24,6 +24,8 @@ BUILTIN_PLUGINS = (
     "dsrouter.plugins.file",
     "dsrouter.plugins.stdout",
     "dsrouter.plugins.webhook",
+    "dsrouter.plugins.siem",
+    "dsrouter.plugins.eventlog",
 )
 
 
