@@ -101,5 +101,7 @@ def win(wine_rig, tmp_path_factory) -> WinPython:
     (stage / "boot.py").write_text(BOOT.format(stage=winpath(stage)))
     py = WinPython(wine_rig.python, wine_rig.prefix, stage)
     probe = py.run("-m", "dsrouter", "--version", timeout=180)
-    assert probe.returncode == 0, f"dsrouter does not start on Windows CPython: {probe.stderr[-2000:]}"
+    assert probe.returncode == 0, (
+        f"dsrouter does not start on Windows CPython: {probe.stderr[-2000:]}"
+    )
     return py
