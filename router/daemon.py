@@ -9,9 +9,15 @@ the lifecycle around that flow:
 * SIGHUP (or ``dsrouter reload``) re-reads the configuration: an invalid one is refused and
   the old one keeps running; a valid one swaps the route table between two batches, keeps
   unchanged inputs and outputs as they are and reopens files (logrotate);
-* SIGTERM / SIGINT (Ctrl-C, a service stop on Windows) stop accepting, keep reading open
-  connections until they are idle or ``shutdown_timeout`` passes, commit everything to the
-  queues and stop the workers; a second SIGINT exits at once (queues are crash-safe).
+* SIGTERM / SIGINT (Ctrl-C) stop accepting, keep reading open connections until they are
+  idle or ``shutdown_timeout`` passes, commit everything to the queues and stop the workers; a
+  second SIGINT exits at once (queues are crash-safe). The control channel's ``stop`` request
+  and :meth:`Daemon.request_stop` (from any thread) start the same drain.
+
+On Windows (asyncio's proactor loop) Ctrl-C and Ctrl-Break start the drain, and so do the
+console's close, logoff and shutdown events, whose handler holds the process until the drain
+is done (:mod:`dsrouter.runtime`); a Windows service (:mod:`dsrouter.service`) runs the daemon
+with ``console=False`` and stops it with :meth:`Daemon.request_stop`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +40,7 @@ from dsrouter.errors import StartupError
 from dsrouter.metrics import MetricsServer
 from dsrouter.pipeline import Pipeline
 from dsrouter.plugin import Plugins
-from dsrouter.runtime import tune_runtime
+from dsrouter.runtime import install_console_handler, tune_runtime
 
 STATS_INTERVAL = 60.0
 TICK = 0.1
@@ -50,9 +57,11 @@ class Daemon(DaemonOps):
         log: Any,
         source: str,
         reload_config: Callable[[], Config] | None = None,
+        console: bool = True,
     ) -> None:
         self.config, self.plugins, self.log, self.source = config, plugins, log, source
         self.reload_config = reload_config
+        self.console = console  # False: no signal or console handlers (a Windows service)
         self.data_dir = Path(config.settings["data_dir"])
         self.lock = DaemonLock(self.data_dir)
         self.engine: Engine | None = None
@@ -61,6 +70,10 @@ class Daemon(DaemonOps):
         self.metrics: MetricsServer | None = None
         self.control: ControlServer | None = None
         self.stop_event: asyncio.Event | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopped = threading.Event()  # run() has drained and closed everything
+        self.on_started: Callable[[], None] | None = None  # after the banner (the service)
+        self._stop_requested = False
         self.signals = 0
         self.reload_state: dict[str, Any] = {
             "success": 1,
@@ -121,23 +134,45 @@ class Daemon(DaemonOps):
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
         """Start everything, serve until SIGTERM/SIGINT, then drain and stop cleanly."""
-        self._prepare()
         try:
-            self._build()
-            self.stop_event = asyncio.Event()
-            self._install_signals()
-            tune_runtime()
-            await self._start_inputs(self.config.inputs)
-            await self._start_servers()
-            self._banner()
-            await self._serve()
-            await self._drain()
+            self._prepare()
+            try:
+                self._build()
+                self.stop_event = asyncio.Event()
+                self.loop = asyncio.get_running_loop()
+                if self._stop_requested:
+                    self.stop_event.set()
+                if self.console:
+                    self._install_signals()
+                tune_runtime()
+                await self._start_inputs(self.config.inputs)
+                await self._start_servers()
+                self._banner()
+                if self.on_started is not None:
+                    self.on_started()
+                await self._serve()
+                await self._drain()
+            finally:
+                self._shutdown()
+                self.lock.release()
         finally:
-            self._shutdown()
-            self.lock.release()
+            self.stopped.set()
+
+    def request_stop(self) -> None:
+        """Start the orderly shutdown from any thread (a service stop, the ``stop`` request)."""
+        self._stop_requested = True
+        loop, event = self.loop, self.stop_event
+        if loop is not None and event is not None:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop is closed: the daemon has already stopped
+                pass
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
+        if sys.platform == "win32":
+            self._install_windows_stop(loop)
+            return
         handlers: dict[int, Callable[[], object]] = {
             signal.SIGTERM: self._on_stop,
             signal.SIGINT: self._on_stop,
@@ -149,6 +184,22 @@ class Daemon(DaemonOps):
                 loop.add_signal_handler(sig, handler)
             except (NotImplementedError, RuntimeError):  # Windows' proactor loop
                 signal.signal(sig, lambda *_, h=handler: loop.call_soon_threadsafe(h))
+
+    def _install_windows_stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Ctrl-C (SIGINT) and Ctrl-Break (SIGBREAK) drain; so does closing the console window
+        (or logging off, or shutting down), whose handler returns once the drain is done."""
+        if sys.platform != "win32" or threading.current_thread() is not threading.main_thread():
+            return  # embedded in another program: it stops us with request_stop()
+        for sig in (signal.SIGINT, signal.SIGBREAK):
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(self._on_stop))
+        install_console_handler(self._console_closing)
+
+    def _console_closing(self, event: int) -> bool:
+        """On the system's handler thread: drain before Windows ends the process."""
+        self.log.info("console_closing", ctrl_event=event)
+        self.request_stop()
+        self.stopped.wait(2 * self.shutdown_timeout + 2.0)
+        return True
 
     def _on_stop(self) -> None:
         self.signals += 1
@@ -165,7 +216,12 @@ class Daemon(DaemonOps):
 
     def _exit_on_next_signal(self) -> None:
         """While the loop is blocked joining workers, signals must still reach us."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        if not self.console:
+            return
+        sigs = [signal.SIGTERM, signal.SIGINT]
+        if sys.platform == "win32":
+            sigs.append(signal.SIGBREAK)
+        for sig in sigs:
             try:
                 signal.signal(sig, self._exit_now)
             except (ValueError, OSError):  # not the main thread (embedded use): nothing to do
@@ -243,13 +299,20 @@ class Daemon(DaemonOps):
             host, port = self.metrics.address
             out.append(f"  metrics http://{host}:{port}/metrics  http://{host}:{port}/healthz")
         out.append(f"  data   {self.data_dir}")
-        out.append("Stop with Ctrl+C (SIGINT) or SIGTERM; reload with SIGHUP or dsrouter reload.")
+        out.append(_STOP_HELP)
         print("\n".join(out), flush=True)
         for block, listener in self.listeners:
             host, port = listener.address[:2]
             self.log.info(
                 "listener_started", input=block.name, type=block.type, address=f"{host}:{port}"
             )
+
+
+_STOP_HELP = (
+    "Stop with Ctrl+C or Ctrl+Break; reload with dsrouter reload."
+    if sys.platform == "win32"
+    else "Stop with Ctrl+C (SIGINT) or SIGTERM; reload with SIGHUP or dsrouter reload."
+)
 
 
 def run_daemon(

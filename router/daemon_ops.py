@@ -90,6 +90,9 @@ class DaemonOps:
         cmd = request.get("cmd")
         if cmd == "reload":
             return await self.reload()
+        if cmd == "stop":  # the drain of Ctrl-C / SIGTERM, for Windows, where no signal reaches us
+            self.request_stop()  # type: ignore[attr-defined]
+            return {"ok": True, "pid": os.getpid()}
         if cmd == "status":
             return {"ok": True, "outputs": self.engine.snapshot(), "pid": os.getpid()}
         if cmd in ("dlq_replay", "dlq_purge"):
