@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 
@@ -35,16 +36,45 @@ def check(args) -> int:
     return EXIT_OK
 
 
+class InputError(Exception):
+    """An input file named on the command line cannot be read (one line, no traceback)."""
+
+
 def _read_inputs(files: list[str]) -> Iterator[tuple[str | None, int, bytes]]:
     """Yield ``(file name or None, 1-based line number, message)``; empty lines skipped."""
     named = len(files) > 1
     for name in files or ["-"]:
-        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        data = sys.stdin.buffer.read() if name == "-" else read_input(name)
         label = ("<stdin>" if name == "-" else name) if named else None
         for n, line in enumerate(data.split(b"\n"), 1):
             line = line.rstrip(b"\r")
             if line.strip():
                 yield label, n, line
+
+
+def read_input(name: str) -> bytes:
+    """The bytes of a regular file or a pipe (``<(zcat capture.gz)``); raises InputError.
+
+    Directories and devices are refused: ``dry-run /dev/zero`` would never end.
+    """
+    try:
+        mode = os.stat(name).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            what = "it is a directory" if stat.S_ISDIR(mode) else "not a regular file or a pipe"
+            raise InputError(f"cannot read '{name}': {what}")
+        with open(name, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise InputError(f"cannot read '{name}': {exc.strerror or exc}") from None
+
+
+def read_all(files: list[str], command: str) -> list[tuple[str | None, int, bytes]] | None:
+    """Every input line, or None after printing the one-line reason on stderr."""
+    try:
+        return list(_read_inputs(files))
+    except InputError as exc:
+        print(f"dsrouter {command}: {exc}", file=sys.stderr)
+        return None
 
 
 BATCH = 1024  # lines parsed and routed at a time; the progress bar advances per batch
@@ -61,23 +91,36 @@ def dry_run(args) -> int:
     from dsrouter.report import Tally, progress_for
 
     config, _, _ = load(args)
+    items = read_all(args.files, "dry-run")
+    if items is None:
+        return EXIT_USAGE
     table = compile_routes(config)
-    items = list(_read_inputs(args.files))
     tally = Tally(table.route_names)
     progress = progress_for(len(items), sys.stderr)
     emit = _json_line if args.json else _human_line
     route = table.explain if args.explain else table.decide
     out = sys.stdout.buffer
     received_at = datetime.now(UTC).isoformat(timespec="microseconds")
-    for start in range(0, len(items), BATCH):
-        chunk = items[start : start + BATCH]
-        _route_batch(chunk, received_at, route, emit, tally, out, args.explain)
+    try:
+        for start in range(0, len(items), BATCH):
+            chunk = items[start : start + BATCH]
+            _route_batch(chunk, received_at, route, emit, tally, out, args.explain)
+            if progress is not None:
+                progress.update(len(chunk))
         if progress is not None:
-            progress.update(len(chunk))
-    if progress is not None:
-        progress.close()
-    _finish(args, tally, table.counters(), [b.name for b in config.outputs], out)
+            progress.close()
+        _finish(args, tally, table.counters(), [b.name for b in config.outputs], out)
+    except BrokenPipeError:  # `dsrouter dry-run capture.log | head`: stop quietly
+        _silence_stdout()
+        return EXIT_INVALID
     return EXIT_OK
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at the null device so the exit flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _route_batch(chunk, received_at, route, emit, tally, out, explain: bool) -> None:
@@ -173,6 +216,9 @@ def send(args) -> int:
     from dsrouter.options import parse_address
     from dsrouter.samples import sample_lines
 
+    if args.octet_count and args.proto == "udp":
+        print("dsrouter send: --octet-count frames TCP; it cannot go with --udp", file=sys.stderr)
+        return EXIT_USAGE
     try:
         host, port = parse_address(args.target)
     except ValueError as exc:
@@ -181,18 +227,22 @@ def send(args) -> int:
     if args.sample:
         messages = [line.encode() for line in sample_lines()]
     else:
-        messages = [m for _, _, m in _read_inputs([args.file])]
+        found = read_all([args.file], "send")
+        if found is None:
+            return EXIT_USAGE
+        messages = [m for _, _, m in found]
+    proto = args.proto or "tcp"
     try:
-        if args.proto == "udp":
+        if proto == "udp":
             sent = send_udp(host, port, messages)
         else:
             sent = send_tcp(host, port, messages, framing="octet" if args.octet_count else "lf")
     except OSError as exc:
-        print(
-            f"dsrouter send: cannot send to {host}:{port}: {exc.strerror or exc}", file=sys.stderr
-        )
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        where = f"{host}:{port} over {proto}"
+        print(f"dsrouter send: cannot send to {where}: {reason}", file=sys.stderr)
         return EXIT_INVALID
-    print(f"sent {sent} message(s) to {host}:{port} over {args.proto or 'tcp'}")
+    print(f"sent {sent} message(s) to {host}:{port} over {proto}")
     return EXIT_OK
 
 

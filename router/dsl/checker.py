@@ -19,6 +19,7 @@ from dsrouter.dsl.config import Block, Config, Route
 from dsrouter.dsl.diagnostics import Reporter, at, did_you_mean
 from dsrouter.dsl.exprcheck import BAD, ExprChecker
 from dsrouter.dsl.functions import accepts, describe, function_table
+from dsrouter.dsl.secrets import inline_secret
 from dsrouter.dsl.testblocks import check_tests
 from dsrouter.dsl.values import INVALID, ValueContext, resolve, uses_call
 from dsrouter.errors import Span
@@ -188,6 +189,8 @@ def _options(
         if key in given:
             continue  # reported by _duplicate_keys
         given.add(key)
+        if spec.secret:
+            inline_secret(opt, where, rep)
         raw = resolve(opt.value, ctx)
         if raw is INVALID:
             continue

@@ -5,7 +5,8 @@ Semantics: a missing field (or ``None``) is null; every comparison, membership o
 with null is false except ``!=`` and ``not in``; numbers compare numerically (durations are
 seconds, sizes bytes), strings exactly, and a string never equals a number. ``true``/``false``
 only equal booleans. IP literals and CIDR ranges match event strings holding an address (parsed
-through a small bounded cache); a value that is not an address is null-like for IP tests.
+through a bounded cache: 4,096 entries of at most 64 characters); a value that is not an
+address is null-like for IP tests.
 Functions return null for a null argument; a plugin function that raises also yields null.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from dsrouter.api import Function
 from dsrouter.dsl import ast
+from dsrouter.dsl.chains import chain, cost, fuse
 from dsrouter.dsl.exprcheck import compile_regex
 from dsrouter.dsl.functions import BUILTINS
 
@@ -38,7 +40,8 @@ _NUMS = frozenset({int, float})
 _IPS = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 _NETS = (ipaddress.IPv4Network, ipaddress.IPv6Network)
 _IP_CACHE: dict[str, Any] = {}
-_IP_CACHE_MAX = 4096
+_IP_CACHE_MAX = 4096  # entries; each key at most _IP_TEXT_MAX characters
+_IP_TEXT_MAX = 64  # the longest IPv6 text with a zone is well under this
 _MISS = object()
 AF_INET = socket.AF_INET
 
@@ -96,10 +99,12 @@ def generic_compare(op: str, a: Any, b: Any) -> bool:
 def as_ip(value: Any) -> Any:
     """An ``ipaddress`` address for an address or a string holding one; else None."""
     if value.__class__ is str:
+        if len(value) > _IP_TEXT_MAX:  # never an address; never a cache key
+            return None
         ip = _IP_CACHE.get(value, _MISS)
         if ip is _MISS:
             try:
-                ip = ipaddress.ip_address(value) if len(value) <= 64 else None
+                ip = ipaddress.ip_address(value)
             except ValueError:
                 ip = None
             if len(_IP_CACHE) >= _IP_CACHE_MAX:
@@ -205,15 +210,15 @@ class ExprCompiler:
         """
         if not nodes:
             return None
-        return _fuse([self.predicate(n) for n in sorted(nodes, key=cost)], True)
+        return fuse([self.predicate(n) for n in sorted(nodes, key=cost)], True)
 
     def _predicate(self, node: ast.Node) -> Predicate:
         if isinstance(node, ast.BoolOp):
             if node.op == "and":
-                both = self.conjunction(_chain(node, "and"))
+                both = self.conjunction(chain(node, "and"))
                 assert both is not None, "an 'and' has two operands"
                 return both
-            return _fuse([self.predicate(n) for n in _chain(node, "or")], False)
+            return fuse([self.predicate(n) for n in chain(node, "or")], False)
         if isinstance(node, ast.Not):
             inner = self.predicate(node.operand)
             return lambda e: not inner(e)
@@ -314,40 +319,6 @@ def _top_compare(op: str, name: str, const: Any) -> Predicate | None:
     if k is float and const.__class__ in _NUMS:
         return _NUM_TESTS[op](name, const)
     return None
-
-
-def cost(node: ast.Node) -> int:
-    """A rough evaluation cost: 0 field tests, 1 string tests, 2 regexes, 3 function calls."""
-    if isinstance(node, ast.Call):
-        return 0 if node.name == "exists" else 3
-    own = 2 if isinstance(node, ast.Matches) else 1 if isinstance(node, ast.StringTest) else 0
-    kids = [getattr(node, a, None) for a in ("left", "right", "operand")]
-    return max([own, *(cost(k) for k in kids if k is not None)])
-
-
-def _chain(node: ast.Node, op: str) -> list[ast.Node]:
-    """The operands of a run of the same ``and``/``or``, left to right."""
-    if isinstance(node, ast.BoolOp) and node.op == op:
-        return _chain(node.left, op) + _chain(node.right, op)
-    return [node]
-
-
-def _fuse(preds: list[Predicate], conj: bool) -> Predicate:
-    """One closure for ``p1 and p2 and ...`` (or ``or``): up to four operands per call."""
-    if len(preds) > 4:
-        preds = [_fuse(preds[:3], conj), _fuse(preds[3:], conj)]
-    if len(preds) == 1:
-        return preds[0]
-    if len(preds) == 2:
-        a, b = preds
-        return (lambda e: a(e) and b(e)) if conj else (lambda e: a(e) or b(e))
-    if len(preds) == 3:
-        a, b, c = preds
-        return (lambda e: a(e) and b(e) and c(e)) if conj else (lambda e: a(e) or b(e) or c(e))
-    a, b, c, d = preds
-    if conj:
-        return lambda e: a(e) and b(e) and c(e) and d(e)
-    return lambda e: a(e) or b(e) or c(e) or d(e)
 
 
 def _compare_const(op: str, get: Getter, const: Any) -> Predicate:

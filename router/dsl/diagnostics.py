@@ -1,23 +1,57 @@
-"""Collects diagnostics while a configuration is loaded, attaching the offending source line."""
+"""Collects diagnostics while a configuration is loaded, attaching the offending source line.
+
+Source lines are quoted with secrets masked: the string after ``KEY =`` for every secret
+option name (``mask``), and every span the checker marks with :meth:`Reporter.redact`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 
 from dsrouter.errors import ConfigError, Diagnostic, Span
+
+_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)("?)')
+
+
+def blank_strings(text: str) -> str:
+    """Every string literal in ``text`` as ``"***"`` of the same width (carets stay put)."""
+    return _STRING.sub(lambda s: '"' + "*" * len(s[1]) + s[2], text)
+
+
+def redact_line(line: str, span: Span) -> str:
+    """``line`` with the string literal at a one-line ``span`` masked."""
+    if span.end_line not in (None, span.line) or not span.end_column:
+        return line
+    start, end = span.column - 1, span.end_column - 1
+    return line[:start] + blank_strings(line[start:end]) + line[end:]
 
 
 class Reporter:
     """Gathers every error and warning; the loader raises them together at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, mask: Callable[[str], str] | None = None) -> None:
         self.diagnostics: list[Diagnostic] = []
         self._lines: dict[str, list[str]] = {}
+        self._mask = mask or (lambda line: line)
 
     def add_source(self, path: str, text: str) -> None:
         """Remember a file's text so diagnostics can quote the line they point at."""
         self._lines[path] = text.splitlines()
+
+    def redact(self, span: Span) -> None:
+        """Mask a one-line span (a secret literal) in the quoted source, also in diagnostics
+        already reported on that line."""
+        lines = self._lines.get(span.path)
+        if lines is None or not 0 < span.line <= len(lines):
+            return
+        lines[span.line - 1] = redact_line(lines[span.line - 1], span)
+        for i, d in enumerate(self.diagnostics):
+            if d.span is not None and (d.span.path, d.span.line) == (span.path, span.line):
+                line = self._mask(lines[span.line - 1])
+                self.diagnostics[i] = dataclasses.replace(d, source_line=line)
 
     def error(self, code: str, message: str, span: Span | None, help: str | None = None) -> None:
         self._add(code, message, span, help, "error")
@@ -30,7 +64,7 @@ class Reporter:
         if span is not None:
             lines = self._lines.get(span.path, ())
             if 0 < span.line <= len(lines):
-                line = lines[span.line - 1]
+                line = self._mask(lines[span.line - 1])
         self.diagnostics.append(Diagnostic(code, message, span, help, line, sev))
 
     @property

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from dsrouter.dsl import ast
+from dsrouter.dsl.chains import chain
 from dsrouter.dsl.compiler import ExprCompiler
 from dsrouter.dsl.pretty import pretty_expr, regex
 from dsrouter.dsl.throttle import format_duration
@@ -30,11 +31,12 @@ class Tracer:
         self.compiler = compiler
 
     def evaluate(self, node: ast.Node, event: dict, steps: list[str]) -> bool:
-        if isinstance(node, ast.BoolOp):
-            left = self.evaluate(node.left, event, steps)
-            if left is (node.op == "or"):
-                return left
-            return self.evaluate(node.right, event, steps)
+        if isinstance(node, ast.BoolOp):  # a run of one operator in a loop: no deep recursion
+            decisive = node.op == "or"
+            for operand in chain(node, node.op):
+                if self.evaluate(operand, event, steps) is decisive:
+                    return decisive
+            return not decisive
         if isinstance(node, ast.Not):
             return not self.evaluate(node.operand, event, steps)
         result = bool(self.compiler.predicate(node)(event))

@@ -61,9 +61,7 @@ class ExprChecker:
     def condition(self, node: ast.Node) -> ast.Node:
         """Report every problem in a condition; return it with constants resolved."""
         if isinstance(node, ast.BoolOp):
-            return ast.BoolOp(
-                node.op, self.condition(node.left), self.condition(node.right), node.span
-            )
+            return self._chain(node)
         if isinstance(node, ast.Not):
             return ast.Not(self.condition(node.operand), node.span)
         if isinstance(node, ast.Compare):
@@ -85,6 +83,18 @@ class ExprChecker:
             help = "compare it: ==, !=, <, <=, >, >=, in, not in, matches, contains"
             self.rep.error("E217", f"expected a condition, found {_what(node)}", node.span, help)
         return new
+
+    def _chain(self, node: ast.BoolOp) -> ast.Node:
+        """``a or b or ...`` nests to the left: walk that spine in a loop, not by recursion."""
+        spine: list[ast.BoolOp] = []
+        left: ast.Node = node
+        while isinstance(left, ast.BoolOp):
+            spine.append(left)
+            left = left.left
+        result = self.condition(left)
+        for op in reversed(spine):
+            result = ast.BoolOp(op.op, result, self.condition(op.right), op.span)
+        return result
 
     def _compare(self, node: ast.Compare) -> ast.Node:
         left, lt = self.scalar(node.left)

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from dsrouter.dsl import ast
+from dsrouter.dsl.chains import chain
 from dsrouter.dsl.compiler import ExprCompiler, as_field
 from dsrouter.dsl.config import Route
 
@@ -66,11 +67,7 @@ ANY = type("Any", (), {"__repr__": lambda self: "ANY"})()
 
 def conjuncts(node: ast.Node | None) -> list[ast.Node]:
     """The top-level ``and`` operands of ``node``, left to right."""
-    if node is None:
-        return []
-    if isinstance(node, ast.BoolOp) and node.op == "and":
-        return conjuncts(node.left) + conjuncts(node.right)
-    return [node]
+    return [] if node is None else chain(node, "and")
 
 
 def field_test(node: ast.Node, compiler: ExprCompiler) -> tuple[str, frozenset] | None:

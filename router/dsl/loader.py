@@ -4,11 +4,16 @@
 order and their items spliced in place. A file that is already being read (a cycle) and a glob
 that matches nothing are errors. Syntax errors are collected from every file; the semantic
 checks run only when every file parsed, so they never report noise caused by a broken file.
+
+Only regular files are included, each at most 1 MiB (:mod:`.files`; ``E215``), at most
+:data:`MAX_FILES` in all and :data:`MAX_INCLUDE_DEPTH` deep (``E214``); the main file may also
+be a pipe (``-c <(generate)``) and has the same size limit (``E220``).
 """
 
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,9 +22,16 @@ from dsrouter.dsl import ast
 from dsrouter.dsl.checker import check
 from dsrouter.dsl.config import Config
 from dsrouter.dsl.diagnostics import Reporter, at
+from dsrouter.dsl.files import CONFIG_LIMIT, Refused, read_text
 from dsrouter.dsl.parser import parse
+from dsrouter.dsl.secrets import masker, secret_keys
 from dsrouter.dsl.values import ValueContext
 from dsrouter.errors import ConfigError, Diagnostic, Span
+
+MAX_FILES = 1000
+"""The most files one configuration may include, all includes together."""
+MAX_INCLUDE_DEPTH = 32
+"""The longest chain of files including each other."""
 
 OptionSpecs = Mapping[str, Mapping[str, tuple]]
 _EMPTY_SPECS: OptionSpecs = {"input": {}, "output": {}}
@@ -30,10 +42,9 @@ def load_config(
 ) -> Config:
     """Load and check the configuration at ``path``; raises :class:`ConfigError`."""
     try:
-        text = Path(path).read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-        diag = Diagnostic("E220", f"cannot read configuration file '{path}': {reason}")
+        text = read_text(path, CONFIG_LIMIT, regular_only=False)
+    except Refused as exc:
+        diag = Diagnostic("E220", f"cannot read configuration file '{path}': {exc}")
         raise ConfigError(diagnostics=[diag]) from None
     base = Path(path).absolute().parent
     return load_config_text(text, str(path), option_specs, base_dir=base, environ=environ)
@@ -48,7 +59,7 @@ def load_config_text(
 ) -> Config:
     """Check configuration text; ``base_dir`` anchors relative paths (default: cwd)."""
     base = Path(base_dir if base_dir is not None else os.getcwd()).absolute()
-    rep = Reporter()
+    rep = Reporter(masker(secret_keys(option_specs)))
     loader = _Includes(rep)
     main = parse(text, path, rep)
     loader.dirs[path] = base
@@ -91,7 +102,13 @@ class _Includes:
     def _include(self, inc: ast.Include, stack: list) -> list[ast.Item]:
         base = self.dirs[inc.span.path]
         pattern = os.path.join(base, inc.pattern)
-        matches = sorted(m for m in glob.glob(pattern, recursive=True) if os.path.isfile(m))
+        room = MAX_FILES - len(self.files) + 1  # the main file is in self.files too
+        found = (m for m in glob.iglob(pattern, recursive=True) if not os.path.isdir(m))
+        matches = sorted(itertools.islice(found, room + 1))
+        if len(matches) > room:
+            msg = f'include "{inc.pattern}" would read more than {MAX_FILES} files'
+            self.rep.error("E215", msg, inc.span, "narrow the glob")
+            return []
         if not matches:
             self.rep.error(
                 "E213",
@@ -107,15 +124,22 @@ class _Includes:
 
     def _one(self, path: Path, inc: ast.Include, stack: list) -> list[ast.Item]:
         real = path.resolve()
+        if len(stack) > MAX_INCLUDE_DEPTH:
+            msg = f"includes nested too deeply (limit {MAX_INCLUDE_DEPTH} files)"
+            self.rep.error("E214", msg, inc.span, "include the files from one place instead")
+            return []
         for i, (open_path, _) in enumerate(stack):
             if open_path == real:
                 self._cycle(path, inc, stack[i + 1][1] if i + 1 < len(stack) else None)
                 return []
         try:
-            text = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
-            self.rep.error("E213", f"cannot read included file '{path}': {reason}", inc.span)
+            text = read_text(path, CONFIG_LIMIT)
+        except Refused as exc:
+            if not exc.unsafe:
+                self.rep.error("E213", f"cannot read included file '{path}': {exc}", inc.span)
+                return []
+            help = "include regular files of configuration, at most 1 MiB each"
+            self.rep.error("E215", f"cannot include '{path}': {exc}", inc.span, help)
             return []
         name = _display(path)
         self.dirs[name] = path.absolute().parent

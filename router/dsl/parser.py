@@ -1,7 +1,16 @@
 """Text → :class:`~dsrouter.dsl.ast.File`: the lark parser, syntax errors, tree → AST.
 
 The grammar lives in ``grammar.lark`` (package data). Syntax errors become ``E1xx``
-diagnostics worded with human token names; the first syntax error of a file ends its parse.
+diagnostics (worded by :mod:`.syntax`); the first syntax error of a file ends its parse.
+
+Nothing here recurses on the input: lark's LALR parser keeps its own stack and the tree is
+turned into the AST bottom-up without recursion, so a 10,000-term condition parses. Nesting
+is bounded instead: more than :data:`MAX_DEPTH` levels of parentheses, ``not``, calls or
+lists is error ``E107``, so the recursive checker and compiler never meet Python's limit.
+
+A file that failed to parse is quoted in its diagnostic (source line, found token) only when
+it looks like configuration: its name ends in ``.conf`` or ``.rules``, or a block of it
+parsed before the error. ``include "/etc/shadow"`` shows no line of that file.
 """
 
 from __future__ import annotations
@@ -11,49 +20,15 @@ import ipaddress
 import re
 from importlib import resources
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark import lexer as lark_lexer
-from lark.exceptions import (
-    UnexpectedCharacters,
-    UnexpectedInput,
-    UnexpectedToken,
-    VisitError,
-)
+from lark.exceptions import UnexpectedInput, VisitError
 
 from dsrouter.dsl import ast
 from dsrouter.dsl.diagnostics import Reporter
+from dsrouter.dsl.syntax import KEYWORDS, parsed_an_item, syntax_error
 from dsrouter.errors import Span
 from dsrouter.options import Duration, Size
-
-_KEYWORDS = (
-    "settings include input output route test when to continue drop throttle per by set expect "
-    "routes outputs dropped and or not in matches contains startswith endswith true false"
-).split()
-
-TOKEN_NAMES: dict[str, str] = {
-    **{word.upper(): f"'{word}'" for word in _KEYWORDS},
-    "NAME": "a name",
-    "STRING": "a string",
-    "INT": "an integer",
-    "FLOAT": "a number",
-    "DURATION": "a duration",
-    "SIZE": "a size",
-    "IPV4": "an IPv4 address",
-    "IPV6": "an IPv6 address",
-    "REGEX": "a /regex/",
-    "COMPARE": "a comparison ('==', '!=', '<', ...)",
-    "ASSIGN": "'='",
-    "LBRACE": "'{'",
-    "RBRACE": "'}'",
-    "LBRACKET": "'['",
-    "RBRACKET": "']'",
-    "LPAR": "'('",
-    "RPAR": "')'",
-    "COMMA": "','",
-    "SEMICOLON": "';'",
-    "DOT": "'.'",
-    "$END": "end of file",
-}
 
 _PUNCTUATION = {"LBRACE", "RBRACE", "LBRACKET", "RBRACKET", "LPAR", "RPAR", "COMMA", "SEMICOLON"}
 _PUNCTUATION |= {"ASSIGN", "DOT"}
@@ -62,7 +37,9 @@ _ESCAPE_RE = re.compile(r"\\(.)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 _UNIT_RE = re.compile(r"(\d+)(\D+)")
-_NUMBER_HELP = "durations end in ms, s, m, h or d; sizes in B, KiB, MiB or GiB"
+MAX_DEPTH = 64
+"""How deeply expressions and values may nest (parentheses, ``not``, calls, lists)."""
+_CONFIG_SUFFIXES = (".conf", ".rules")
 
 
 @functools.cache
@@ -101,12 +78,15 @@ def build_parser(strict: bool = False) -> Lark:
 
 def parse(text: str, path: str, reporter: Reporter) -> ast.File | None:
     """Parse one file; on a syntax error report it and return None."""
-    reporter.add_source(path, text)
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
-        reporter.error(*_syntax_error(exc, path, text))
+        shown = looks_like_config(path) or parsed_an_item(exc)
+        if shown:
+            reporter.add_source(path, text)
+        reporter.error(*syntax_error(exc, path, text, quote=shown))
         return None
+    reporter.add_source(path, text)
     try:
         items = _ToAst(path, reporter).transform(tree).children
     except VisitError as exc:  # a bug in the transformer: show the original error
@@ -114,48 +94,9 @@ def parse(text: str, path: str, reporter: Reporter) -> ast.File | None:
     return ast.File(path, tuple(items))
 
 
-# ---- syntax errors ----------------------------------------------------------------------
-
-
-def _syntax_error(exc: UnexpectedInput, path: str, text: str) -> tuple[str, str, Span, str | None]:
-    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
-        tok = exc.token
-        span = Span(path, tok.line, tok.column, tok.end_line, tok.end_column)
-        found = _describe_token(tok)
-        expected = exc.accepts or exc.expected
-        return "E101", f"expected {_expected(expected)}, found {found}", span, None
-    if isinstance(exc, UnexpectedCharacters):
-        span = Span(path, exc.line, exc.column, exc.line, exc.column + 1)
-        msg = f"unexpected character {exc.char!r}"
-        if exc.char.isdigit():
-            return "E102", msg, span, _NUMBER_HELP
-        allowed = exc.allowed or set()
-        return "E102", msg, span, f"expected {_expected(allowed)}" if allowed else None
-    at_end: set[str] = getattr(exc, "expected", None) or set()
-    line, column = _end_position(text)
-    span = Span(path, line, column, line, column + 1)
-    help = f"expected {_expected(at_end)}" if at_end else None
-    return "E103", "unexpected end of file", span, help
-
-
-def _end_position(text: str) -> tuple[int, int]:
-    """Line and column just after the last character of ``text``."""
-    lines = text.split("\n")
-    return len(lines), len(lines[-1]) + 1
-
-
-def _describe_token(tok: Token) -> str:
-    if tok.type in TOKEN_NAMES and TOKEN_NAMES[tok.type].startswith("'"):
-        return TOKEN_NAMES[tok.type]
-    text = str(tok)
-    return f"'{text}'" if len(text) <= 40 else f"'{text[:37]}...'"
-
-
-def _expected(names) -> str:
-    words = sorted({TOKEN_NAMES.get(n, n) for n in names})
-    if len(words) == 1:
-        return words[0]
-    return "one of: " + ", ".join(words)
+def looks_like_config(path: str) -> bool:
+    """Text given directly (``<config>``) or a file named ``*.conf`` / ``*.rules``."""
+    return path.startswith("<") or path.endswith(_CONFIG_SUFFIXES)
 
 
 # ---- parse tree → AST -------------------------------------------------------------------
@@ -170,20 +111,43 @@ def _strip(children: list) -> list:
     """Drop punctuation and keyword tokens, keep everything that carries meaning."""
     keep = []
     for c in children:
-        if isinstance(c, Token) and (c.type in _PUNCTUATION or c.type.lower() in _KEYWORDS):
+        if isinstance(c, Token) and (c.type in _PUNCTUATION or c.type.lower() in KEYWORDS):
             continue
         keep.append(c)
     return keep
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
-    """Builds AST nodes; bad escapes and literals are reported, not raised."""
+class _ToAst(Transformer_NonRecursive):
+    """Builds AST nodes bottom-up; bad escapes, literals and nesting are reported, not raised."""
 
     def __init__(self, path: str, reporter: Reporter) -> None:
         super().__init__()
         self.path = path
         self.reporter = reporter
+        self._depth: dict[int, tuple[object, int]] = {}  # id(node) -> (node, nesting depth)
+
+    # -- nesting depth (E107) --
+
+    def _d(self, node: object) -> int:
+        entry = self._depth.get(id(node))
+        return entry[1] if entry is not None and entry[0] is node else 0
+
+    def _deep(self, node, depth: int, inner: int):
+        """Record ``node``'s depth; report E107 where a nesting first passes the limit."""
+        self._depth[id(node)] = (node, depth)
+        if depth > MAX_DEPTH >= inner:
+            help = (
+                "each pair of parentheses, 'not', function call and list adds a level "
+                "(a run of 'and' or 'or' counts once): write it flatter"
+            )
+            msg = f"expression nested too deeply (limit {MAX_DEPTH} levels)"
+            self.reporter.error("E107", msg, node.span, help)
+        return node
+
+    def _nested(self, node, kids, step: int = 1):
+        inner = max((self._d(k) for k in kids), default=0)
+        return self._deep(node, inner + step, inner)
 
     def _sp(self, meta) -> Span:
         return _span(self.path, meta)
@@ -259,12 +223,12 @@ class _ToAst(Transformer):
 
     def list(self, meta, children):
         items = tuple(c for c in _strip(children) if c is not None)
-        return ast.ListValue(items, self._sp(meta))
+        return self._nested(ast.ListValue(items, self._sp(meta)), items)
 
     def call(self, meta, children):
         name, *args = _strip(children)
         args = tuple(a for a in args if a is not None)
-        return ast.Call(str(name), args, self._sp(meta))
+        return self._nested(ast.Call(str(name), args, self._sp(meta)), args)
 
     func = call
 
@@ -299,38 +263,52 @@ class _ToAst(Transformer):
     # -- expressions --
 
     def or_expr(self, meta, children):
-        return ast.BoolOp("or", children[0], children[2], self._sp(meta))
+        return self._bool("or", children[0], children[2], meta)
 
     def and_expr(self, meta, children):
-        return ast.BoolOp("and", children[0], children[2], self._sp(meta))
+        return self._bool("and", children[0], children[2], meta)
+
+    def _bool(self, op: str, left, right, meta) -> ast.BoolOp:
+        """A run of one operator is one level: ``a or b or c`` nests no deeper than ``a``."""
+        node = ast.BoolOp(op, left, right, self._sp(meta))
+        dl, dr = self._d(left), self._d(right)
+        same = isinstance(left, ast.BoolOp) and left.op == op
+        return self._deep(node, max(dl if same else dl + 1, dr + 1), max(dl, dr))
 
     def not_expr(self, meta, children):
-        return ast.Not(children[1], self._sp(meta))
+        return self._nested(ast.Not(children[1], self._sp(meta)), children[1:])
 
     def compare(self, meta, children):
         left, op, right = children
-        return ast.Compare(str(op), left, right, self._sp(meta))
+        return self._nested(ast.Compare(str(op), left, right, self._sp(meta)), (left, right), 0)
 
     def member(self, meta, children):
-        return ast.Member(children[0], children[2], False, self._sp(meta))
+        node = ast.Member(children[0], children[2], False, self._sp(meta))
+        return self._nested(node, (children[0], children[2]), 0)
 
     def not_member(self, meta, children):
-        return ast.Member(children[0], children[3], True, self._sp(meta))
+        node = ast.Member(children[0], children[3], True, self._sp(meta))
+        return self._nested(node, (children[0], children[3]), 0)
 
     def matches(self, meta, children):
         left, _, pat = children
         where = _span(self.path, pat)
         if pat.type == "STRING":
-            return ast.Matches(left, self._string(pat), "", self._sp(meta), where)
-        body, _, flags = pat[1:].rpartition("/")
-        return ast.Matches(left, body, flags, self._sp(meta), where)
+            node = ast.Matches(left, self._string(pat), "", self._sp(meta), where)
+        else:
+            body, _, flags = pat[1:].rpartition("/")
+            node = ast.Matches(left, body, flags, self._sp(meta), where)
+        return self._nested(node, (left,), 0)
 
     def strtest(self, meta, children):
         left, op, right = children
-        return ast.StringTest(str(op), left, right, self._sp(meta))
+        node = ast.StringTest(str(op), left, right, self._sp(meta))
+        return self._nested(node, (left, right), 0)
 
     def paren(self, meta, children):
-        return children[1]
+        inner = children[1]
+        depth = self._d(inner)
+        return self._deep(inner, depth + 1, depth)
 
     def field(self, meta, children):
         path = tuple(str(t) for t in _strip(children))

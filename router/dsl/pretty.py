@@ -136,9 +136,13 @@ def _level(node: ast.Node) -> int:
 
 
 def _bare(node: ast.Node) -> str:
-    if isinstance(node, ast.BoolOp):
-        own = _level(node)
-        return f"{_expr(node.left, own)} {node.op} {_expr(node.right, own + 1)}"
+    if isinstance(node, ast.BoolOp):  # walk the left spine of a run in a loop, not recursively
+        own, rights = _level(node), []
+        while isinstance(node, ast.BoolOp) and node.op == ("or" if own == _OR else "and"):
+            rights.append(node.right)
+            node = node.left
+        ops = " or " if own == _OR else " and "
+        return _expr(node, own) + "".join(ops + _expr(r, own + 1) for r in reversed(rights))
     if isinstance(node, ast.Not):
         return f"not {_expr(node.operand, _NOT)}"
     if isinstance(node, ast.Compare):

@@ -3,7 +3,8 @@
 For each route in file order: its condition; then its throttle (over the budget: the route does
 not match and evaluation goes on); then its ``set`` actions, in order; then the first match
 wins unless the route says ``continue``. Events no route claims go to ``_unmatched`` (whose
-``set`` actions run too). Decisions are interned: the same set of routes yields the same object.
+``set`` actions run too). Decisions are interned: the same set of routes yields the same object
+(from a cache of at most 4,096 sets).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class Explanation(NamedTuple):
 
 
 NO_ROUTE = Decision((), (), False)
-MAX_COMBOS = 4096  # cached candidate tuples per bucket combination (cleared when full)
+MAX_COMBOS = 4096  # entries of each cache below (cleared when full); keys hold no event text
 Setter = Callable[[dict], None]
 
 
@@ -121,6 +122,8 @@ class RouteTable:
         """The route's condition without the conjuncts the index lookups already proved."""
         key = (step.position, *map(id, proven))
         if key not in self._residues:
+            if len(self._residues) >= MAX_COMBOS:
+                self._residues.clear()
             rest = [
                 n
                 for n in conjuncts(self._routes[step.position].when)
@@ -209,6 +212,8 @@ class RouteTable:
     def _lookup(self, matched: tuple[int, ...]) -> Decision:
         decision = self._cache.get(matched)
         if decision is None:
+            if len(self._cache) >= MAX_COMBOS:  # many 'continue' routes: 2**n sets at most
+                self._cache.clear()
             decision = self._cache[matched] = self._combine(matched)
         return decision
 

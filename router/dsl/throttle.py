@@ -4,15 +4,19 @@ Windows are fixed and per key: a key's window opens with its first event and las
 seconds; the first N events in it are admitted, the rest are throttled (they do not match the
 route and fall through to later routes). Memory is bounded: at most :data:`MAX_KEYS` keys per
 route; when a new key arrives at the cap, the key whose window opened longest ago is removed
-(counted in ``evicted`` unless its window had already ended).
+(counted in ``evicted`` unless its window had already ended). A key never holds a long value:
+a string over :data:`MAX_KEY_TEXT` characters (and any list or object) is kept as its BLAKE2b
+digest, so 20,000 keys from 60 KB host names cost kilobytes each, not the host names.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 MAX_KEYS = 100_000
+MAX_KEY_TEXT = 256
 
 Clock = Callable[[], float]
 
@@ -44,11 +48,7 @@ class Throttle:
     def hit(self, key: Any) -> bool:
         now = self.clock()
         windows = self.windows
-        try:
-            slot = windows.get(key)
-        except TypeError:  # an unhashable field value (an object): key by its text
-            key = repr(key)
-            slot = windows.get(key)
+        slot = windows.get(key)
         if slot is None or now - slot[0] >= self.window:
             if slot is not None:
                 del windows[key]  # re-inserted at the end: oldest windows stay first
@@ -71,16 +71,45 @@ class Throttle:
     def describe(self, event: dict, admitted: bool) -> str:
         """After :meth:`admit`: ``"2 of 1 per 5m for key ('web-01',): over the limit"``."""
         key = self._key(event)
-        slot = self.windows.get(key) if _hashable(key) else self.windows.get(repr(key))
+        slot = self.windows.get(key)
         seen = slot[1] if slot is not None else 1
         where = f" for key {key!r}" if key != () else ""
         verdict = "within the limit" if admitted else "over the limit"
         return f"{seen} of {self.count} per {format_duration(self.window)}{where}: {verdict}"
 
 
-def _apart(value: Any) -> Any:
-    """Keep ``true`` and ``1`` (equal as dict keys in Python) in separate budgets."""
-    return (bool, value) if value.__class__ is bool else value
+class Digest(bytes):
+    """A long key value as its 16-byte BLAKE2b digest (never equal to a str or a number)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<blake2b {self.hex()}>"
+
+
+_PLAIN = frozenset({int, float, type(None)})
+
+
+def key_part(value: Any) -> Any:
+    """A field value as a bounded, hashable part of a key.
+
+    Short strings and numbers are themselves; ``true`` and ``1`` (equal as dict keys in Python)
+    stay apart; a string longer than :data:`MAX_KEY_TEXT`, a list or an object becomes its
+    digest (of its text, for a list or an object).
+    """
+    cls = value.__class__
+    if cls is str:
+        return value if len(value) <= MAX_KEY_TEXT else _digest(value)
+    if cls in _PLAIN:
+        return value
+    if cls is bool:
+        return (bool, value)
+    return _digest(repr(value))
+
+
+def _digest(text: str) -> Digest:
+    data = text.encode("utf-8", "surrogatepass")
+    return Digest(hashlib.blake2b(data, digest_size=16).digest())
 
 
 def _key_function(by: tuple) -> Callable[[dict], Any]:
@@ -88,16 +117,8 @@ def _key_function(by: tuple) -> Callable[[dict], Any]:
         return lambda e: ()
     if len(by) == 1:
         (get,) = by
-        return lambda e: (_apart(get(e)),)
-    return lambda e: tuple([_apart(g(e)) for g in by])
-
-
-def _hashable(key: Any) -> bool:
-    try:
-        hash(key)
-    except TypeError:
-        return False
-    return True
+        return lambda e: (key_part(get(e)),)
+    return lambda e: tuple([key_part(g(e)) for g in by])
 
 
 def format_duration(seconds: float) -> str:

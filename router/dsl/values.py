@@ -1,6 +1,8 @@
 """Resolving option values: literals and lists as they are, ``env()`` and ``file()`` looked up.
 
 Values from ``env()`` and ``file()`` are often secrets: no diagnostic ever quotes them.
+``file()`` reads regular files of at most 64 KiB (:mod:`.files`): ``file("/dev/zero")`` is
+error ``E215``, not a hang.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from dsrouter.dsl import ast
 from dsrouter.dsl.diagnostics import Reporter
+from dsrouter.dsl.files import VALUE_LIMIT, Refused, read_text
 
 INVALID = object()
 """Returned instead of a value when resolving failed (the error is already reported)."""
@@ -81,8 +84,11 @@ def _env(node: ast.Call, args: list[str], ctx: ValueContext) -> Any:
 def _file(node: ast.Call, name: str, ctx: ValueContext) -> Any:
     path = ctx.dir_of(node.span.path) / name
     try:
-        return path.read_text("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-        ctx.reporter.error("E211", f"cannot read file '{path}': {reason}", node.span)
+        return read_text(path, VALUE_LIMIT).strip()
+    except Refused as exc:
+        if exc.unsafe:
+            help = "file() reads a regular file of at most 64 KiB, such as a token"
+            ctx.reporter.error("E215", f"file() refuses '{path}': {exc}", node.span, help)
+        else:
+            ctx.reporter.error("E211", f"cannot read file '{path}': {exc}", node.span)
         return INVALID

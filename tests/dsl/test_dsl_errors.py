@@ -16,9 +16,27 @@ END = "route all { to archive }\n"
 
 # (id, config text, code, line, column, text the message contains)
 CASES = [
-    ("E101-missing-operand", "route r { when x == }", "E101", 1, 21, "expected one of: "),
-    ("E101-found-word", "route r { to }", "E101", 1, 14, "expected a name, found '}'"),
-    ("E101-keyword-named", "route r { when x == 1 drop }\nroute to", "E103", 2, 9, "end of file"),
+    ("E101-missing-operand", "route r { when x == }", "E101", 1, 21, "expected a value after '=='"),
+    (
+        "E101-keyword-as-operand",
+        'route r { when severity >= and module == "x"; to o }',
+        "E101",
+        1,
+        28,
+        "expected a value after '>=', found 'and'",
+    ),
+    ("E101-keyword-as-field", "route r { when and == 3; to o }", "E101", 1, 16, "after 'when'"),
+    (
+        "E101-words-not-tokens",
+        'route r { when severity == 3 module == "x" }',
+        "E101",
+        1,
+        30,
+        "expected 'and', 'or', an action (when, to, continue, drop, throttle, set), ';' or '}'",
+    ),
+    ("E101-found-word", "route r { to }", "E101", 1, 14, "expected a name after 'to', found '}'"),
+    ("E101-keyword-named", "route r { when x == 1 drop }\nroute to", "E101", 2, 7, "found 'to'"),
+    ("E101-file-words-are-names", "route r { when x == 1 drop }\nroute test", "E103", 2, 11, "end"),
     ("E102-bad-char", 'output o { type = "a" $ }', "E102", 1, 23, "unexpected character '$'"),
     ("E102-bad-unit", "output o { x = 5min }", "E102", 1, 16, "unexpected character '5'"),
     ("E103-eof", "route r {", "E103", 1, 10, "unexpected end of file"),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
 
 from dsrouter.dsl import ast, load_config_text
 from dsrouter.dsl.diagnostics import Reporter
-from dsrouter.dsl.parser import build_parser, parse
+from dsrouter.dsl.parser import build_parser, grammar_text, parse
+from dsrouter.dsl.syntax import RESERVED
 from dsrouter.options import Duration, Size
 
 from .conftest import SPECS
@@ -76,14 +78,29 @@ def test_precedence_not_and_or():
     assert isinstance(when.left.left, ast.Not)
 
 
-def test_keywords_double_as_names_where_unambiguous():
+def test_file_level_words_double_as_names():
     OUT = 'output input { type = "stdout" }\n'
     text = (
-        OUT + 'route to { when input == "udp" and dpt == 1; to input }\nroute _unmatched { drop }\n'
+        OUT
+        + 'route test { when input == "udp" and dpt == 1; to input }\nroute _unmatched { drop }\n'
     )
     config = load_config_text(text, option_specs=SPECS)
-    assert config.routes[0].name == "to"
+    assert config.routes[0].name == "test"
     assert config.routes[0].outputs == ("input",)
+
+
+def test_reserved_words_are_the_ones_the_grammar_excludes():
+    m = re.search(r"^NAME: /\(\?!\(\?:([a-z|]+)\)", grammar_text(), re.M)
+    assert m is not None and set(m.group(1).split("|")) == RESERVED
+
+
+@pytest.mark.parametrize("word", sorted(RESERVED))
+def test_expression_and_action_words_are_reserved(word):
+    rep = Reporter()
+    assert parse(f"route {word} {{ drop }}", "t.conf", rep) is None
+    (d,) = rep.errors
+    assert (d.code, d.span.column) == ("E101", 7), d.render()
+    assert f"found '{word}'" in d.message
 
 
 def test_future_forms_parse_to_ast():
