@@ -165,17 +165,21 @@ def make_tcp(name: str, options: Mapping[str, Any], sink: Sink) -> TcpListener:
     return TcpListener(name, host, port, sink, **_stream_kwargs(options))
 
 
-def make_tls(name: str, options: Mapping[str, Any], sink: Sink) -> TlsListener:
-    """Build the ``tls`` listener from checked options (certificate files are read here)."""
-    host, port = options["listen"]
-    tls = TlsSettings(
-        cert=options["cert"],
-        key=options["key"],
+def _tls_settings(options: Mapping[str, Any]) -> TlsSettings:
+    return TlsSettings(
+        cert=options.get("cert", ""),
+        key=options.get("key", ""),
         key_password=_opt(options, TLS_OPTIONS, "key_password"),
         client_ca=_opt(options, TLS_OPTIONS, "client_ca"),
         client_cert=_opt(options, TLS_OPTIONS, "client_cert"),
         peer_names=tuple(str(n) for n in _opt(options, TLS_OPTIONS, "peer_names")),
     )
+
+
+def make_tls(name: str, options: Mapping[str, Any], sink: Sink) -> TlsListener:
+    """Build the ``tls`` listener from checked options (certificate files are read here)."""
+    host, port = options["listen"]
+    tls = _tls_settings(options)
     return TlsListener(name, host, port, sink, tls=tls, **_stream_kwargs(options))
 
 
@@ -199,5 +203,7 @@ def dsrouter_register_inputs(register: Callable[[InputType], None]) -> None:
             make_tls,
             TLS_OPTIONS,
             help="syslog over TLS 1.2+ (RFC 5425), optionally with client certificates",
+            validate=lambda options: _tls_settings(options).problems(),
+            paths=("cert", "key", "client_ca"),
         )
     )

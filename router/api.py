@@ -157,6 +157,9 @@ class OutputType:
     #: The ``queue`` option's default: ``"disk"`` for outputs that talk to the network (an
     #: outage should survive a restart), ``"memory"`` for local ones.
     default_queue: str = "memory"
+    #: Checks across options, run by ``dsrouter check`` once each option is valid on its own:
+    #: ``validate(options)`` returns the contradictions in words (reported as E225).
+    validate: Callable[[Mapping[str, Any]], list[str]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,10 @@ class InputType:
     options: tuple[Option, ...] = ()
     help: str = ""
     plugin: str = field(default="", compare=False)
+    #: Checks across options, as for :attr:`OutputType.validate`.
+    validate: Callable[[Mapping[str, Any]], list[str]] | None = field(default=None, compare=False)
+    #: Options naming files: the daemon resolves relative ones against the config file's folder.
+    paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,11 @@ class Daemon(DaemonOps):
     async def _start_input(self, block) -> Any:
         assert self.pipeline is not None
         kind = self.plugins.inputs[block.type]
-        listener = kind.factory(block.name, block.options, self.pipeline.sink_for(block.name))
+        options = dict(block.options)
+        for key in kind.paths:  # files named relative to the configuration file
+            if isinstance(options.get(key), str) and options[key]:
+                options[key] = str(self.config.base_dir / Path(options[key]).expanduser())
+        listener = kind.factory(block.name, options, self.pipeline.sink_for(block.name))
         await listener.start()
         return listener
 

@@ -61,11 +61,19 @@ class DaemonOps:
         if config.settings.get("data_dir") != self.config.settings.get("data_dir"):
             raise DsrouterError("data_dir cannot change on reload; restart the daemon")
         table = compile_routes(config)
+        self._reload_kept_inputs(config.inputs)  # before anything changes: may refuse
         self.pipeline.flush()  # the old table routes what was received under it
         self.engine.reconfigure(config.outputs)
         await self._reconfigure_inputs(config.inputs)
         self.pipeline.table = table
         self.config = config
+
+    def _reload_kept_inputs(self, blocks) -> None:
+        """Inputs that stay re-read their files (a tls input's renewed certificate)."""
+        wanted = {(b.name, b.type): b.options for b in blocks}
+        for block, listener in self.listeners:
+            if wanted.get((block.name, block.type)) == block.options:
+                getattr(listener, "reload", lambda: None)()
 
     async def _reconfigure_inputs(self, blocks) -> None:
         wanted = {b.name: b for b in blocks}

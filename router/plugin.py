@@ -90,6 +90,10 @@ class Plugins:
                 for name, t in self.outputs.items()
             },
             "functions": dict(self.functions),
+            "checks": {
+                "input": {n: t.validate for n, t in self.inputs.items() if t.validate},
+                "output": {n: t.validate for n, t in self.outputs.items() if t.validate},
+            },
         }
 
 

@@ -62,8 +62,9 @@ def check(
     output_specs: Mapping[str, tuple[Option, ...]] = option_specs.get("output", {})
     plugin_functions: Mapping[str, Function] = option_specs.get("functions", {})
     settings = _settings([i for i in items if isinstance(i, ast.Settings)], ctx)
-    inputs = _blocks("input", items, input_specs, ctx)
-    outputs = _blocks("output", items, output_specs, ctx)
+    checks = option_specs.get("checks", {})
+    inputs = _blocks("input", items, input_specs, ctx, checks.get("input", {}))
+    outputs = _blocks("output", items, output_specs, ctx, checks.get("output", {}))
     output_names = {b.name for b in outputs}
     functions = function_table(plugin_functions)
     exprs = ExprChecker(ctx, {n: f.type for n, f in FIELDS.items()}, functions)
@@ -117,10 +118,27 @@ def _blocks(
     items: Sequence[ast.Item],
     specs: Mapping[str, tuple[Option, ...]],
     ctx: ValueContext,
+    checks: Mapping[str, Any] | None = None,
 ) -> list[Block]:
     decls = [b for b in items if isinstance(b, ast.BlockDecl) and b.kind == kind]
     _unique(kind, [d.name for d in decls], ctx.reporter)
-    return [_block(d, specs, ctx) for d in decls]
+    blocks = [_block(d, specs, ctx) for d in decls]
+    for decl, block in zip(decls, blocks, strict=True):
+        _cross_check(decl, block, (checks or {}).get(block.type), ctx.reporter)
+    return blocks
+
+
+def _cross_check(decl: ast.BlockDecl, block: Block, check: Any, rep: Reporter) -> None:
+    """A type's check across its options (E225), once each option is valid on its own."""
+    if check is None or not block.type:
+        return
+    try:
+        problems = list(check(block.options))
+    except Exception as exc:  # a plugin's check must not crash `check`
+        problems = [f"its option check failed ({type(exc).__name__})"]
+    for problem in problems:
+        where = f"{decl.kind} '{decl.name.text}' (type \"{block.type}\")"
+        rep.error("E225", f"{where}: {problem}", decl.name.span)
 
 
 def _block(decl: ast.BlockDecl, specs: Mapping, ctx: ValueContext) -> Block:

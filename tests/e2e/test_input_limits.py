@@ -7,6 +7,8 @@ import contextlib
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import time
 
 import orjson
@@ -265,4 +267,48 @@ def test_rate_limit_drops_udp_and_slows_tcp_without_loss(start_daemon, tmp_path)
     got = {e["msg"] for e in events}
     assert {f"seq-{1000 + n}" for n in range(600)} <= got  # every TCP event, none lost
     reached(d, 'dsrouter_input_refused_total{input="tcp_in",reason="throttled"}', 1)
+    assert d.stop()[0] == 0
+
+
+def test_renewed_certificate_taken_on_reload_without_dropping_connections(
+    start_daemon, tmp_path, ca
+):
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem")
+    )
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    d = start_daemon(
+        config(
+            'input tls_in { type = "tls", listen = "127.0.0.1:0", cert = "server.pem", '
+            'key = "server.pem" }'
+        )
+    )
+    port = d.ports["tls_in"]
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    held = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    held.sendall(LINE.format(n=1).encode() + b"\n")
+    archive(tmp_path, 1)
+
+    renewed = trustme.CA()  # the renewed certificate comes from another CA
+    renewed.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem")
+    )
+    renewed.cert_pem.write_to_path(str(tmp_path / "renewed-ca.pem"))
+    done = subprocess.run(
+        [sys.executable, "-m", "dsrouter", "reload", "-c", str(tmp_path / "dsrouter.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    held.sendall(LINE.format(n=2).encode() + b"\n")  # the established connection goes on
+    assert [e["msg"] for e in archive(tmp_path, 2)] == ["seq-1", "seq-2"]
+    held.close()
+    with pytest.raises(ssl.SSLCertVerificationError):
+        tls_send(port, [b"x"], {"ca": tmp_path / "ca.pem"})
+    tls_send(port, [LINE.format(n=3).encode()], {"ca": tmp_path / "renewed-ca.pem"})
+    assert [e["msg"] for e in archive(tmp_path, 3)][-1] == "seq-3"
     assert d.stop()[0] == 0
