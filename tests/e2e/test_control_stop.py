@@ -43,3 +43,13 @@ def test_stop_request_drains_an_open_connection_and_exits_0(start_daemon, tmp_pa
     assert '"daemon_stopping"' in err and '"daemon_stopped"' in err
     names = {e["name"] for e in wait_for_lines("data/archive.jsonl", 25, tmp_path)}
     assert names == {f"Test {n}" for n in range(25)}
+
+
+def test_control_socket_is_for_the_daemons_user_only(start_daemon, tmp_path):
+    import os
+    import stat
+
+    d = start_daemon(CONF)
+    mode = stat.S_IMODE(os.stat(tmp_path / "data" / "control.sock").st_mode)
+    assert mode & 0o077 == 0, oct(mode)
+    assert d.stop()[0] == 0
