@@ -72,7 +72,9 @@ class FileOutput(Output):
         background: bool = True,
     ) -> None:
         super().__init__(name, options, context)
-        self.template = PathTemplate(options["path"], context.data_dir)
+        self.template = PathTemplate(
+            options["path"], context.data_dir, int(options.get("max_paths", 0))
+        )
         self.policy = Policy(options, self.template)
         self.encode = _raw_line if options.get("format", "json") == "raw" else _json_line
         self.now, self.background = now, background
@@ -93,6 +95,7 @@ class FileOutput(Output):
             self.maintenance.rotated if self.maintenance else _ignore,
         )
         self._released = False
+        self._overflow_told = False
 
     @property
     def _fds(self) -> Mapping[str, Any]:
@@ -112,6 +115,17 @@ class FileOutput(Output):
             groups = self._group(events)
         except Exception:  # some event cannot be rendered or serialized: sort them out
             groups, rejected = self._group_checked(events)
+        if self.template.overflowed and not self._overflow_told:
+            self._overflow_told = True
+            log = self.context.logger
+            if log is not None:
+                log.warning(
+                    "file_paths_overflow",
+                    output=self.name,
+                    max_paths=self.template.max_paths,
+                    help="events with new path values go to _overflow names; raise max_paths "
+                    "if these senders are genuine",
+                )
         bad: dict[str, PermanentFailure] = {}
         for n, (path, lines) in enumerate(groups.items()):
             try:
@@ -331,6 +345,14 @@ OPTIONS = (
         "never",
         choices=("never", "batch"),
         help="batch: fdatasync every file a batch wrote before it counts as delivered",
+    ),
+    Option(
+        "max_paths",
+        "int",
+        100_000,
+        help="distinct values of the path's fields other than {date}/{hour}; events with new "
+        "values past this go to _overflow names (counted, logged once); 0: no limit",
+        validate=_not_negative,
     ),
     Option(
         "max_open_files",

@@ -14,6 +14,7 @@ second guard.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -34,15 +35,25 @@ CACHE_MAX = 4096
 _DEVICES = frozenset(
     {"CON", "PRN", "AUX", "NUL"} | {f"{dev}{n}" for dev in ("COM", "LPT") for n in "0123456789"}
 )
+#: The name every templated value takes once ``max_paths`` distinct ones were seen.
+OVERFLOW = "_overflow"
 #: What the daemon keeps in data_dir itself: a templated first component never takes these.
 RESERVED = frozenset({"queues", "deadletter", "dsrouter.lock", "dsrouter.pid", "control.sock"})
 
 
 def sanitize(value: Any) -> str:
-    """Turn an attacker-controlled value into one safe piece of a path component."""
+    """Turn an attacker-controlled value into one safe piece of a path component.
+
+    A value longer than :data:`MAX_PART` keeps its first characters and gains a digest of the
+    whole, so two long values that share a prefix still name different files.
+    """
     if value is None or value == "":
         return "unknown"
-    text = _UNSAFE.sub("_", str(value)[:MAX_PART])  # cut first: a 64 KB value costs no more
+    text = str(value)
+    if len(text) > MAX_PART:
+        digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).hexdigest()
+        text = f"{text[: MAX_PART - 17]}_{digest}"
+    text = _UNSAFE.sub("_", text)
     if text[:1] in (".", "-"):
         text = "_" + text[1:]
     return text or "unknown"
@@ -88,7 +99,7 @@ class _Component:
 class PathTemplate:
     """A compiled ``path`` option: a fixed directory (``root``) and templated components."""
 
-    def __init__(self, template: str, base: Path) -> None:
+    def __init__(self, template: str, base: Path, max_paths: int = 0) -> None:
         full = template if os.path.isabs(template) else os.path.join(str(base), template)
         names = _SEPARATORS.split(full)
         first = next((i for i, n in enumerate(names) if PLACEHOLDER.search(n)), len(names) - 1)
@@ -109,6 +120,11 @@ class PathTemplate:
             raise ValueError("the file name may not end in .gz or .tmp (the output's own)")
         self.guard_reserved = self.root == os.path.normpath(str(base))
         self._rotated = re.compile(rf"(?P<stem>.+)\.(?P<stamp>{STAMP}){re.escape(self.ext)}")
+        # max_paths: distinct values of the fields other than {date}/{hour}, then _overflow
+        self.max_paths = max_paths
+        self._keyed = [i for i, f in enumerate(self.fields) if f not in ("date", "hour")]
+        self._seen: set[tuple] = set()
+        self.overflowed = 0  # events written to an _overflow path
         self._fixed = None if self.fields else self._build(())
         self._cache: dict[tuple, str] = {}
 
@@ -131,14 +147,17 @@ class PathTemplate:
         except TypeError:  # an unhashable value (a list): rendered, never cached
             return self._build(key)
         if path is None:
+            counted = self.overflowed
             path = self._build(key)
-            if _cacheable(key):
+            if _cacheable(key) and counted == self.overflowed:  # overflow: counted every time
                 if len(self._cache) >= CACHE_MAX:
                     self._cache.clear()
                 self._cache[key] = path
         return path
 
     def _build(self, values: tuple) -> str:
+        if self.max_paths and self._keyed:
+            values = self._bounded(values)
         it = iter(values)
         out = []
         last = len(self.comps) - 1
@@ -151,6 +170,19 @@ class PathTemplate:
         if os.path.commonpath([self.root, path]) != self.root:
             raise PermanentFailure("templated path escapes the output directory")
         return path
+
+    def _bounded(self, values: tuple) -> tuple:
+        """``values`` while fewer than ``max_paths`` distinct ones were seen, else the
+        ``_overflow`` names (a sender inventing hosts cannot make unbounded directories)."""
+        key = tuple(sanitize(values[i]) for i in self._keyed)
+        if key in self._seen:
+            return values
+        if len(self._seen) < self.max_paths:
+            self._seen.add(key)
+            return values
+        self.overflowed += 1
+        keyed = set(self._keyed)
+        return tuple(OVERFLOW if i in keyed else v for i, v in enumerate(values))
 
     def _harmless(self, name: str, level: int, leaf: bool) -> str:
         """A rendered component no shell glob, Windows or sweep can misread."""

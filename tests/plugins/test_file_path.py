@@ -109,7 +109,7 @@ def test_every_rendered_component_is_harmless(values):
 def test_sanitize_keeps_one_harmless_piece():
     assert sanitize("../../etc") == "_._.._etc"
     assert sanitize("--remove-files") == "_-remove-files"
-    assert sanitize("a" * 500) == "a" * MAX_PART
+    assert len(sanitize("a" * 500)) == MAX_PART and sanitize("a" * 500).startswith("a" * 80)
     assert sanitize(None) == sanitize("") == "unknown"
 
 
@@ -186,3 +186,29 @@ def test_the_fixed_prefix_is_the_root_and_a_dotdot_before_it_is_allowed(tmp_path
     assert t.root == str(tmp_path / "shared" / "archive")
     assert t.render({"host": "a"}) == str(tmp_path / "shared" / "archive" / "a" / "x.jsonl")
     assert PathTemplate("archive/all.jsonl", tmp_path).root == str(tmp_path / "archive")
+
+
+def test_long_values_keep_a_digest_so_they_do_not_collide():
+    from dsrouter.plugins.file_path import MAX_PART, sanitize
+
+    a, b = "x" * 5000 + "a", "x" * 5000 + "b"
+    assert sanitize(a) != sanitize(b)
+    assert len(sanitize(a)) == MAX_PART
+    assert sanitize("x" * MAX_PART) == "x" * MAX_PART
+
+
+def test_distinct_path_values_are_capped_into_overflow(tmp_path):
+    from dsrouter.plugins.file_path import PathTemplate
+
+    t = PathTemplate("archive/{module}/{host}/{date}.jsonl", tmp_path, max_paths=3)
+    day = "2026-12-02T07:00:00+00:00"
+    paths = [
+        t.render({"module": "firewall", "host": f"h{i}", "received_at": day}) for i in range(6)
+    ]
+    assert len(set(paths[:3])) == 3
+    assert set(paths[3:]) == {str(tmp_path / "archive/_overflow/_overflow/2026-12-02.jsonl")}
+    assert t.overflowed == 3
+    again = t.render({"module": "firewall", "host": "h1", "received_at": "2026-12-03T00:00:00"})
+    assert again.endswith("firewall/h1/2026-12-03.jsonl")  # a new day is not a new value
+    t.render({"module": "firewall", "host": "h9", "received_at": day})
+    assert t.overflowed == 4  # counted per event, cached or not
