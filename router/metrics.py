@@ -173,6 +173,7 @@ def collect_families(snapshot: Mapping[str, Any]) -> list[Metric]:
         *_each(_INPUT[:2], "input", inputs),
         _input_drops(inputs),
         _input_refusals(inputs),
+        _sns_outcomes(inputs),
         *_each(_INPUT[2:], "input", inputs),
         *(_single(kind, name, help, snapshot.get(key)) for kind, name, key, help in _TOTALS),
         *_each(_ROUTE, "route", routes),
@@ -233,6 +234,28 @@ def _input_refusals(inputs: Mapping[str, Any]) -> Metric:
             number = _number(stats.get(key))
             if number is not None:
                 family.add_metric([str(name), reason], number)
+    return family
+
+
+def _sns_outcomes(inputs: Mapping[str, Any]) -> Metric:
+    """Per ``sns`` input: its messages by outcome (the input's ``stats["sns"]``)."""
+    family = CounterMetricFamily(
+        "dsrouter_sns_messages",
+        "Requests an sns input answered, by outcome: accepted, duplicate, confirmed, "
+        "confirmation_logged, unsubscribed (2xx); malformed, raw_delivery, stale, bad_request, "
+        "signature_version, cert_url, bad_cert, bad_signature, topic_not_allowed, "
+        "subscribe_url, not_found, method, timeout, oversize, head_too_large (4xx: dropped "
+        "on purpose); internal_error, cert_unavailable, confirm_failed, busy, in_progress, "
+        "commit_timeout, commit_failed (5xx: SNS retries). See docs/sns.md.",
+        labels=["input", "outcome"],
+    )
+    for name, stats in sorted(inputs.items(), key=lambda kv: str(kv[0])):
+        outcomes = stats.get("sns") if isinstance(stats, Mapping) else None
+        if isinstance(outcomes, Mapping):
+            for outcome, count in sorted(outcomes.items(), key=lambda kv: str(kv[0])):
+                number = _number(count)
+                if number is not None:
+                    family.add_metric([str(name), str(outcome)], number)
     return family
 
 

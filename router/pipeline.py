@@ -7,6 +7,12 @@ everything that arrived from every connection since the last one. A flush parses
 the engine holds a batch (a ``block`` queue is full, or a queue cannot be written), every
 receiver is paused until the engine has room again: TCP senders see flow control, UDP
 datagrams wait in (and, past it, are dropped and counted by) the kernel's receive buffer.
+
+Inputs that parse their own messages and must know when their events are committed (the SNS
+input answers its sender only then) use ``sink.submit(events, on_done)`` instead: the events
+join the next flush, and ``on_done(True)`` runs once every output's share is in its queue —
+at that flush, or when the engine releases the batches it held; ``on_done(False)`` when they
+could not be kept at all. The syslog path does not change.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,8 @@ class Pipeline:
     def __init__(self, engine: Engine, table: Any, data_dir: Path, log: Any) -> None:
         self.engine, self.table, self.data_dir, self.log = engine, table, data_dir, log
         self.pending: list[tuple[str, str, list[bytes], bool]] = []
+        self.parsed: list[tuple[list[dict], Callable[[bool], None]]] = []
+        self.waiting: list[Callable[[bool], None]] = []  # committed once nothing is held
         self.flush_scheduled = False
         self.listeners: list[Any] = []
         self.paused = False
@@ -41,7 +50,8 @@ class Pipeline:
         self._id_next = 0
 
     def sink_for(self, name: str):
-        """The ``sink(messages, peer, truncated=False)`` callable handed to an input."""
+        """The ``sink(messages, peer, truncated=False)`` callable handed to an input; its
+        ``submit(events, on_done)`` attribute is :meth:`submit_events` for this input."""
         pending = self.pending
 
         def sink(messages: list[bytes], peer: str, truncated: bool = False) -> None:
@@ -50,25 +60,52 @@ class Pipeline:
                 self.flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self.flush)
 
+        def submit(events: list[dict], on_done: Callable[[bool], None]) -> None:
+            self.submit_events(events, on_done)
+
+        sink.submit = submit  # type: ignore[attr-defined]
         return sink
+
+    def submit_events(self, events: list[dict], on_done: Callable[[bool], None]) -> None:
+        """Route already-normalized events with the next flush; ``on_done(committed)`` is
+        called once on the event loop when they are in their queues (or cannot be kept)."""
+        self.parsed.append((events, on_done))
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
 
     # -- the batch path -------------------------------------------------------------------
     def flush(self) -> None:
         """Parse, route and commit everything received since the last flush."""
         self.flush_scheduled = False
-        if not self.pending:
+        if not self.pending and not self.parsed:
             return
         batch, self.pending[:] = list(self.pending), []
         self.batches += 1
         events = self._parse(batch)
+        callbacks: list[Callable[[bool], None]] = []
+        if self.parsed:
+            callbacks = self._take_parsed(events)
         try:
             batches = self._route(events)
         except Exception as exc:  # a bug must not lose the batch: keep it for replay
             self.pipeline_errors += 1
-            self._dead_letter_batch(events, exc)
+            kept = self._dead_letter_batch(events, exc)
+            _settle(callbacks, kept)
             return
         if not self.engine.submit(batches):
             self.pause()
+            self.waiting.extend(callbacks)
+        elif callbacks:
+            _settle(callbacks, True)
+
+    def _take_parsed(self, events: list[dict]) -> list[Callable[[bool], None]]:
+        """Append the submitted events to this flush's (stamped and counted like them)."""
+        parsed, self.parsed = self.parsed, []
+        extra = [ev for evs, _ in parsed for ev in evs]
+        self._stamp(extra)
+        events.extend(extra)
+        return [on_done for _, on_done in parsed]
 
     def _parse(self, batch: list[tuple[str, str, list[bytes], bool]]) -> list[dict]:
         received_at = datetime.now(UTC).isoformat(timespec="microseconds")
@@ -79,6 +116,11 @@ class Pipeline:
                 for ev in parsed:
                     ev["truncated"] = True
             events.extend(parsed)
+        self._stamp(events)
+        return events
+
+    def _stamp(self, events: list[dict]) -> None:
+        """Give each event its ``event_id``; count events and unparsed ones."""
         prefix, n = self._id_prefix, self._id_next
         for ev in events:
             ev["event_id"] = f"{prefix}-{n:x}"
@@ -87,7 +129,6 @@ class Pipeline:
                 self.unparsed += 1
         self._id_next = n
         self.events_total += len(events)
-        return events
 
     def _route(self, events: list[dict]) -> dict[str, list[dict]]:
         batches: dict[str, list[dict]] = {}
@@ -104,15 +145,17 @@ class Pipeline:
                     target.append(ev)
         return batches
 
-    def _dead_letter_batch(self, events: list[dict], exc: Exception) -> None:
-        """Keep a batch the pipeline choked on, as dead letters of the ``_pipeline`` store."""
+    def _dead_letter_batch(self, events: list[dict], exc: Exception) -> bool:
+        """Keep a batch the pipeline choked on, as dead letters of the ``_pipeline`` store;
+        False when even that failed."""
         reason = f"routing failed: {exc!r}"
         try:
             self.engine.dead_letters.add(PIPELINE, [Letter(ev, reason, 0) for ev in events])
         except OSError as err:
             self.log.error("events_lost", events=len(events), reason=f"{reason}; {err}")
-            return
+            return False
         self.log.error("pipeline_failed", events=len(events), error=repr(exc))
+        return True
 
     # -- back-pressure --------------------------------------------------------------------
     def pause(self) -> None:
@@ -132,8 +175,12 @@ class Pipeline:
 
     def tick(self) -> None:
         """Retry what the engine holds; resume the receivers once it holds nothing."""
-        if self.engine.tick() and self.paused:
-            self.resume()
+        if self.engine.tick():
+            if self.paused:
+                self.resume()
+            if self.waiting:
+                waiting, self.waiting = self.waiting, []
+                _settle(waiting, True)
 
     # -- counters -------------------------------------------------------------------------
     def route_counts(self) -> tuple[dict[str, dict[str, int]], int]:
@@ -149,3 +196,12 @@ class Pipeline:
             elif not d.outputs:
                 unrouted += n
         return routes, unrouted
+
+
+def _settle(callbacks: list[Callable[[bool], None]], committed: bool) -> None:
+    """Tell each submitter the outcome; one failing callback does not hide the others'."""
+    for on_done in callbacks:
+        try:
+            on_done(committed)
+        except Exception:  # a submitter's bug: its own input counts and logs it
+            pass

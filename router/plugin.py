@@ -21,6 +21,7 @@ RESERVED_FUNCTIONS = frozenset({"lower", "upper", "len", "int", "str", "exists",
 
 BUILTIN_PLUGINS = (
     "dsrouter.plugins.inputs",
+    "dsrouter.plugins.sns",
     "dsrouter.plugins.file",
     "dsrouter.plugins.stdout",
     "dsrouter.plugins.webhook",

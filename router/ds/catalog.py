@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
+from dsrouter.ds import sns_table
+
 __all__ = [
     "ALIASES",
     "FIELDS",
@@ -280,7 +282,10 @@ _RECEIPT: dict[str, tuple[FieldType, str]] = {
     "peer": ("string", "sender address"),
     "input": ("string", "name of the input (listener)"),
     "raw": ("string", "the message as received (UTF-8, invalid bytes replaced)"),
-    "format": ("string", "cef, leef, syslog (valid syslog, not CEF/LEEF) or unknown"),
+    "format": (
+        "string",
+        "cef, leef, syslog (valid syslog, not CEF/LEEF), sns (an SNS JSON event) or unknown",
+    ),
     "parse_error": ("string", "short reason, only when something could not be parsed"),
     "event_id": (
         "string",
@@ -317,6 +322,7 @@ def _build() -> dict[str, FieldInfo]:
         ("extension", _EXTENSION),
         ("syslog", _SYSLOG),
         ("receipt", _RECEIPT),
+        ("sns", sns_table.SNS_FIELDS),
     ):
         for name, (typ, desc) in table.items():
             if name in ("dvc", "src", "dst"):
@@ -332,9 +338,12 @@ def _build() -> dict[str, FieldInfo]:
 
 FIELDS: dict[str, FieldInfo] = _build()
 
-#: Names an extension key may not take (header, derived, alias, receipt, ``syslog[.*]``).
+#: Names an extension key may not take (header, derived, alias, receipt, ``syslog[.*]``, and
+#: the SNS road's ``time`` and ``sns[.*]``).
 RESERVED = frozenset(
-    n for n, f in FIELDS.items() if f.source in ("header", "derived", "alias", "receipt", "syslog")
+    n
+    for n, f in FIELDS.items()
+    if f.source in ("header", "derived", "alias", "receipt", "syslog", "sns")
 )
 
 
@@ -370,6 +379,7 @@ def render_markdown() -> str:
         lines += [f"| {module} | `{slot}` | `{alias}` |" for slot, alias in pairs]
     lines += ["", "## LEEF attribute names", "", "| LEEF | CEF |", "| --- | --- |"]
     lines += [f"| `{k}` | `{v}` |" for k, v in LEEF_TO_CEF.items()]
+    lines += sns_table.render_markdown()
     return "\n".join(lines) + "\n"
 
 
