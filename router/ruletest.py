@@ -94,6 +94,22 @@ def _expectation(item: Any, decision: Any, event: dict) -> tuple[str, Any, Any] 
     return None
 
 
+class _Source(str):
+    """How a failure shows an ``env()``/``file()`` value: by its source, never the secret."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _shown(item: Any, expected: Any) -> Any:
+    value = getattr(item, "value", None)
+    if isinstance(value, A.Resolved) and value.secret:
+        from dsrouter.dsl.pretty import pretty_value
+
+        return _Source(pretty_value(value.source))
+    return expected
+
+
 def _label(field: A.Field | A.Subscript) -> str:
     """How the expectation names its field: ``syslog.hostname``, ``ext["k"]``, ``name["k"]``."""
     if isinstance(field, A.Field):
@@ -115,7 +131,8 @@ def check_case(case: A.TestDecl, config: Config, table: RouteTable | None = None
     for item in case.items:
         found = _expectation(item, decision, event)
         if found is not None and found[1] != found[2]:
-            failures.append(Failure(item.span, *found))
+            what, expected, actual = found
+            failures.append(Failure(item.span, what, _shown(item, expected), actual))
     routing = any(f.what in ("routes", "outputs", "dropped") for f in failures)
     trace = render_explain(explanation) if routing else ""
     return CaseResult(case, failures, trace, time.perf_counter() - started)

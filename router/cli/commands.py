@@ -94,6 +94,7 @@ def dry_run(args) -> int:
     items = read_all(args.files, "dry-run")
     if items is None:
         return EXIT_USAGE
+    items = _whole_json_files(items)
     table = compile_routes(config)
     tally = Tally(table.route_names)
     progress = progress_for(len(items), sys.stderr)
@@ -123,12 +124,47 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _route_batch(chunk, received_at, route, emit, tally, out, explain: bool) -> None:
-    from dsrouter.ds import parse_batch
+def _whole_json_files(items: list) -> list:
+    """A file that is one (pretty-printed) SNS JSON document becomes one item."""
+    from dsrouter.ds.sns import parse_sns_document
 
-    events = parse_batch([m for _, _, m in chunk], "dry-run", "", received_at)
+    out, i = [], 0
+    while i < len(items):
+        label, n, first = items[i]
+        j = i
+        while j < len(items) and items[j][0] == label:
+            j += 1
+        if j - i > 1 and first.lstrip()[:1] in (b"{", b"["):
+            text = b"\n".join(m for _, _, m in items[i:j])
+            if parse_sns_document(text.decode("utf-8", "replace")) is not None:
+                out.append((label, n, text))
+                i = j
+                continue
+        out.extend(items[i:j])
+        i = j
+    return out
+
+
+def _parse_chunk(chunk, received_at) -> list:
+    """``(label, n, event)`` for every item: SNS JSON documents give their events, the rest
+    is parsed as syslog."""
+    from dsrouter.ds import parse_batch
+    from dsrouter.ds.sns import parse_sns_document
+
+    parsed: list = [None] * len(chunk)
+    for k, (_, _, m) in enumerate(chunk):
+        if m.lstrip()[:1] in (b"{", b"["):
+            parsed[k] = parse_sns_document(m.decode("utf-8", "replace"), "dry-run", received_at)
+    plain = [k for k, p in enumerate(parsed) if p is None]
+    events = parse_batch([chunk[k][2] for k in plain], "dry-run", "", received_at)
+    for k, ev in zip(plain, events, strict=True):
+        parsed[k] = [ev]
+    return [(label, n, ev) for (label, n, _), evs in zip(chunk, parsed, strict=True) for ev in evs]
+
+
+def _route_batch(chunk, received_at, route, emit, tally, out, explain: bool) -> None:
     add = tally.add
-    for (label, n, _), ev in zip(chunk, events, strict=True):
+    for label, n, ev in _parse_chunk(chunk, received_at):
         result = route(ev)
         decision = result.decision if explain else result
         add(decision)

@@ -126,3 +126,20 @@ def test_daemon_start_warns_about_a_world_readable_secret(tmp_path):
     assert "warning[W201]: secret option 'url' of output 'p'" in text
     assert "T0KEN" not in text
     assert all("T0KEN" not in str(orjson.loads(x)) for x in err.splitlines() if x[:1] == b"{")
+
+
+def test_a_failing_expectation_shows_env_by_its_source(tmp_path, capsys, monkeypatch):
+    from dsrouter.cli.main import main as cli
+
+    monkeypatch.setenv("SECRETX", "topsecret")
+    conf = tmp_path / "t.conf"
+    conf.write_text(
+        'output o { type = "stdout" }\nroute all { to o }\n'
+        'test "t" {\n  input "<134>Nov 27 23:18:32 web-01 CEF:0|Trend Micro|Deep Security Agent|'
+        '20.0|1000552|XSS|8|dvchost=web-01"\n  expect host == env("SECRETX")\n}\n'
+    )
+    junit = tmp_path / "j.xml"
+    assert cli(["test", "-c", str(conf), "--junit", str(junit)]) == 1
+    out = capsys.readouterr()
+    assert 'env("SECRETX")' in out.out + out.err
+    assert "topsecret" not in out.out + out.err + junit.read_text()
