@@ -183,6 +183,8 @@ def _fast(text: str, receipt: Receipt, now: float, stamps: dict[str, str]) -> Ev
     pri = _PRI.get(pri)
     if pri is None:
         return None
+    if host is not None and ("CEF:" in host or "LEEF:" in host):
+        return None  # a host that looks like a body: the careful path starts at the first mark
     if host is None:
         env = _env5424(*pri, *m.group(5, 6, 7, 8, 9, 10))
     else:
@@ -190,7 +192,7 @@ def _fast(text: str, receipt: Receipt, now: float, stamps: dict[str, str]) -> Ev
         if iso is None:
             return None
         env = {"facility": pri[0], "severity": pri[1], "timestamp": iso, "hostname": host}
-    if rest[-1:] in " \t\r\n":
+    if rest[-1:].isspace():  # the careful path's rstrip(): FF, VT and \x1c-\x1f too
         rest = rest.rstrip()
     parts = _split(rest)  # [v1, k2, v2, ...]
     if len(parts) >= 2 * MAX_KEYS or key in RESERVED or not RESERVED.isdisjoint(parts[1::2]):

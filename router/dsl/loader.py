@@ -101,6 +101,9 @@ class _Includes:
 
     def _include(self, inc: ast.Include, stack: list) -> list[ast.Item]:
         base = self.dirs[inc.span.path]
+        if "\0" in inc.pattern:  # no file name holds one; the OS would refuse the pattern
+            self.rep.error("E213", "include pattern holds a NUL character", inc.span)
+            return []
         pattern = os.path.join(base, inc.pattern)
         room = MAX_FILES - len(self.files) + 1  # the main file is in self.files too
         found = (m for m in glob.iglob(pattern, recursive=True) if not os.path.isdir(m))

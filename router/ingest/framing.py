@@ -56,6 +56,7 @@ class Framer:
         "_nul",
         "_skip",
         "_skip_lf",
+        "_skip_head",
         "_discard",
         "_line",
         "_frame",
@@ -77,6 +78,8 @@ class Framer:
         self._nul = framing != "lf"  # NUL ends a non-transparent message
         self._skip = 0  # bytes of an oversize octet-counted frame still to drop
         self._skip_lf = False  # the bytes skipped so far end with LF
+        # auto mode: the first bytes of a skipped frame, in case the count was a line's digits
+        self._skip_head: bytearray | None = None
         self._discard = False  # dropping up to the next terminator (oversize line, garbage)
         self._line: bytearray | None = None  # unterminated non-transparent message
         self._frame: bytearray | None = None  # incomplete octet-counted payload ...
@@ -140,6 +143,7 @@ class Framer:
     def _reset(self) -> None:
         self._skip = 0
         self._skip_lf = False
+        self._skip_head = None
         self._discard = False
         self._line = self._frame = None
         self._need = 0
@@ -160,15 +164,19 @@ class Framer:
         after_lf = held[-1:] == b"\n" if held is not None else self._skip_lf
         lf = self._misframe(data, 0, take, after_lf)
         if lf > -2:  # the count was a line's digits: that line ends here, then resynchronise
-            if held is not None:
-                self._line_out(bytes(held) + data[:lf] if lf >= 0 else bytes(held[:-1]), out)
+            begun = held if held is not None else self._skip_head
+            if begun is not None:
+                self._line_out(bytes(begun) + data[:lf] if lf >= 0 else bytes(begun[:-1]), out)
             self._frame, self._need, self._skip, self._skip_lf = None, 0, 0, False
+            self._skip_head = None
             return lf + 1
         if self._skip:
             self._skip -= take
             self._skip_lf = data[take - 1] == _LF
+            self._keep_head(data, 0, take)
             if not self._skip:
                 self.oversize += 1
+                self._skip_head = None
             return take
         assert held is not None
         held += data[:take]
@@ -305,6 +313,9 @@ class Framer:
             if end > n:
                 self._skip = end - n
                 self._skip_lf = buf[n - 1] == _LF
+                if self.framing == "auto":
+                    self._skip_head = bytearray()
+                    self._keep_head(buf, start, n)
             else:
                 self.oversize += 1
         elif end <= n:
@@ -313,6 +324,14 @@ class Framer:
             self._frame = bytearray(buf[start:])
             self._need = end - n
         return min(end, n)
+
+    def _keep_head(self, data: bytes, start: int, stop: int) -> None:
+        """Keep (bounded by max_message) what a skip passes over, for :meth:`_continue_frame`."""
+        head = self._skip_head
+        if head is not None:
+            room = self.max_message + 2 - len(head)
+            if room > 0:
+                head += data[start : min(stop, start + room)]
 
     def _line_out(self, line: bytes, out: list[bytes]) -> None:
         """Hand over one LF-terminated line (its CR dropped) unless it is empty or too long."""
