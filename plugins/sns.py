@@ -119,6 +119,19 @@ def _opt(options: Mapping[str, Any], name: str) -> Any:
     return next(o.default for o in SNS_OPTIONS if o.name == name)
 
 
+def _problems(options: Mapping[str, Any]) -> list[str]:
+    """What ``dsrouter check`` reports (E225) about cert, key and plain HTTP together."""
+    cert, key = _opt(options, "cert"), _opt(options, "key")
+    if cert is None and key is None and not _opt(options, "allow_plain_http"):
+        return [
+            "set cert and key (SNS delivers only to HTTPS endpoints with a CA-signed "
+            "certificate); allow_plain_http = true only behind a TLS proxy"
+        ]
+    if (cert is None) != (key is None):
+        return ["set both cert and key"]
+    return []
+
+
 def _tls(name: str, options: Mapping[str, Any]):
     cert, key = _opt(options, "cert"), _opt(options, "key")
     if cert is None and key is None:
@@ -193,5 +206,7 @@ def dsrouter_register_inputs(register: Callable[[InputType], None]) -> None:
             SNS_OPTIONS,
             help="Amazon SNS HTTPS subscription (Deep Security's JSON events), every message "
             "verified",
+            validate=_problems,
+            paths=("cert", "key", "cert_ca"),
         )
     )

@@ -57,16 +57,16 @@ def test_bad_options_are_explained_by_check(tmp_path, capsys, options, message):
 
 
 @pytest.mark.parametrize(
-    ("options", "message"),
+    ("options", "message", "code"),
     [
-        (f'topics = ["{TOPIC}"]', "set cert and key"),
-        (f'topics = ["{TOPIC}"], cert = "c.pem"', "set both cert and key"),
-        (f'topics = ["{TOPIC}"], cert = "missing.pem", key = "k.pem"', "no such file"),
-        (f'topics = ["{TOPIC}"], allow_plain_http = true, cert_ca = "nope.pem"', "cert_ca"),
+        (f'topics = ["{TOPIC}"]', "set cert and key", 1),  # a config error (E225)
+        (f'topics = ["{TOPIC}"], cert = "c.pem"', "set both cert and key", 1),
+        (f'topics = ["{TOPIC}"], cert = "missing.pem", key = "k.pem"', "no such file", 3),
+        (f'topics = ["{TOPIC}"], allow_plain_http = true, cert_ca = "nope.pem"', "cert_ca", 3),
     ],
     ids=["no-cert", "no-key", "missing-file", "bad-ca"],
 )
-def test_run_refuses_what_cannot_work_in_plain_words(tmp_path, options, message):
+def test_run_refuses_what_cannot_work_in_plain_words(tmp_path, options, message, code):
     conf = tmp_path / "d.conf"
     conf.write_text(
         'settings { data_dir = "./data" }\n'
@@ -79,7 +79,7 @@ def test_run_refuses_what_cannot_work_in_plain_words(tmp_path, options, message)
         text=True,
         timeout=30,
     )
-    assert proc.returncode == 3 and message in proc.stderr, proc.stderr
+    assert proc.returncode == code and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -90,3 +90,18 @@ def test_a_daemon_without_an_sns_input_does_not_load_http_or_crypto_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_check_reports_missing_cert_and_key_before_start(tmp_path, capsys):
+    from dsrouter.cli.main import main
+
+    conf = tmp_path / "s.conf"
+    conf.write_text(
+        'input s { type = "sns", listen = "127.0.0.1:8443", '
+        'topics = ["arn:aws:sns:us-east-1:123456789012:ds"] }\n'
+        'output o { type = "stdout" }\nroute all { to o }\n'
+    )
+    assert main(["check", "-c", str(conf)]) == 1
+    assert "error[E225]" in capsys.readouterr().err
+    conf.write_text(conf.read_text().replace("] }", "], allow_plain_http = true }", 1))
+    assert main(["check", "-c", str(conf)]) == 0
