@@ -218,22 +218,28 @@ def _per(kind: _Family, name: str, help: str, label: str, table: Mapping, key: s
 
 
 def _input_refusals(inputs: Mapping[str, Any]) -> Metric:
-    family = CounterMetricFamily(
+    return _by_reason(
+        inputs,
         "dsrouter_input_refused",
         "Connections (or UDP datagrams) the input turned away or closed, by reason: "
         "not_allowed (not on allow), max_connections, per_peer (max_connections_per_peer), "
         "evicted (closed to make room for another peer), idle, slow_sender "
         "(partial_timeout), tls_handshake, tls_on_plain (TLS sent to a plain tcp input), "
         "throttled (reading paused: the sender went over rate_limit; nothing is lost).",
-        labels=["input", "reason"],
+        _INPUT_REFUSALS,
     )
-    for name, stats in sorted(inputs.items(), key=lambda kv: str(kv[0])):
+
+
+def _by_reason(inputs: Mapping[str, Any], name: str, help: str, reasons) -> Metric:
+    """A counter family labelled ``input, reason`` from ``(reason, stats key)`` pairs."""
+    family = CounterMetricFamily(name, help, labels=["input", "reason"])
+    for input_name, stats in sorted(inputs.items(), key=lambda kv: str(kv[0])):
         if not isinstance(stats, Mapping):
             continue
-        for reason, key in _INPUT_REFUSALS:
+        for reason, key in reasons:
             number = _number(stats.get(key))
             if number is not None:
-                family.add_metric([str(name), reason], number)
+                family.add_metric([str(input_name), reason], number)
     return family
 
 
@@ -260,21 +266,14 @@ def _sns_outcomes(inputs: Mapping[str, Any]) -> Metric:
 
 
 def _input_drops(inputs: Mapping[str, Any]) -> Metric:
-    family = CounterMetricFamily(
+    return _by_reason(
+        inputs,
         "dsrouter_input_dropped",
         "Messages the input dropped: oversize (longer than max_message), invalid (bad framing), "
         "kernel (UDP socket buffer overflow), sink_error (the pipeline raised), rate_limited "
         "(UDP datagrams over the sender's rate_limit).",
-        labels=["input", "reason"],
+        _INPUT_DROPS,
     )
-    for name, stats in sorted(inputs.items(), key=lambda kv: str(kv[0])):
-        if not isinstance(stats, Mapping):
-            continue
-        for reason, key in _INPUT_DROPS:
-            number = _number(stats.get(key))
-            if number is not None:
-                family.add_metric([str(name), reason], number)
-    return family
 
 
 def _output_drops(outputs: Mapping[str, Any]) -> Metric:
