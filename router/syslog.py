@@ -47,10 +47,10 @@ _OCTETS = re.compile(r"\d{1,9} (?=<\d)")
 _PRI = re.compile(r"<(\d{1,3})>")
 _RFC5424 = re.compile(r"(\d{1,2}) (\S+) (\S+) (\S+) (\S+) (\S+) ")
 #: RFC 5424 STRUCTURED-DATA: ``-`` or elements; linear (alternatives start differently).
-SD = r'-|(?:\[(?:[^\]"\\]|\\.|"(?:[^"\\]|\\.)*")*\])+'
+SD = r'-|(?:\[(?:[^\]"\\]++|\\.|"(?:[^"\\]++|\\.)*+")*+\])+'
 _SD = re.compile(SD, re.S)
 #: One element (anchored, one at a time): its inside, which holds no unescaped ``]`` outside quotes.
-_SD_ELEMENT = re.compile(r'\[((?:[^\]"\\]|\\.|"(?:[^"\\]|\\.)*")*)\]', re.S)
+_SD_ELEMENT = re.compile(r'\[((?:[^\]"\\]++|\\.|"(?:[^"\\]++|\\.)*+")*+)\]', re.S)
 #: SD-ID and PARAM-NAME: 1 to 32 printable characters other than ``=``, space, ``]`` and ``"``.
 _SD_NAME = re.compile(r'[^\s=\]"]{1,32}(?= |$)')
 _SD_PARAM = re.compile(r' +([^\s=\]"]{1,32})="((?:[^"\\]|\\.)*)"', re.S)
