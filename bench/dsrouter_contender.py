@@ -25,11 +25,19 @@ def main() -> None:
     ap.add_argument("--all", type=Path, required=True, help="every event, JSON lines")
     ap.add_argument("--sev", type=Path, required=True, help="severity >= 6 events, JSON lines")
     ap.add_argument("--framing", default="auto", help="the tcp input's framing option")
+    ap.add_argument("--queue", default="disk", choices=list(benchlib.QUEUES))
+    ap.add_argument("--workers", type=int, default=None, help="settings.workers (default: auto)")
     a = ap.parse_args()
     outdir = a.all.resolve().parent
     conf = outdir / "dsrouter.conf"
     text = benchlib.config_text(
-        outdir / "dsrouter-data", a.all.resolve(), a.sev.resolve(), a.port, a.framing
+        outdir / "dsrouter-data",
+        a.all.resolve(),
+        a.sev.resolve(),
+        a.port,
+        a.framing,
+        a.queue,
+        a.workers,
     )
     conf.write_text(text)
     python = os.environ.get("DSROUTER_PYTHON") or sys.executable

@@ -83,7 +83,9 @@ def run_once(a: argparse.Namespace, data: Path, meta: dict, blast: Path | None) 
     port = free_port()
     all_path, sev_path = rundir / "all.jsonl", rundir / "sev.jsonl"
     conf = rundir / "dsrouter.conf"
-    text = benchlib.config_text(rundir / "data", all_path, sev_path, port, a.framing, a.queue)
+    text = benchlib.config_text(
+        rundir / "data", all_path, sev_path, port, a.framing, a.queue, a.workers
+    )
     conf.write_text(text)
     log = open(rundir / "daemon.log", "wb")
     prof = ["-m", "cProfile", "-o", str(rundir / "daemon.prof")] if a.profile else []
@@ -170,6 +172,7 @@ def main() -> None:
         choices=list(benchlib.QUEUES),
         help="the outputs' queue: memory, disk (fsync every 1 s) or disk-always",
     )
+    ap.add_argument("--workers", type=int, default=None, help="settings.workers (default: auto)")
     ap.add_argument("--max-wait", type=float, default=300, help="bound on one run, seconds")
     ap.add_argument("--python-sender", action="store_true", help="do not use blast")
     ap.add_argument("--profile", action="store_true", help="run the daemon under cProfile")

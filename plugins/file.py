@@ -77,6 +77,8 @@ class FileOutput(Output):
         )
         self.policy = Policy(options, self.template)
         self.encode = _raw_line if options.get("format", "json") == "raw" else _json_line
+        # JSON lines to one fixed file: the queued payloads are the lines (no re-serialising)
+        self.takes_payloads = self.encode is _json_line and self.template.static
         self.now, self.background = now, background
         mode = _file_mode(options.get("mode", "0640"))
         self.shared = acquire(self.template.root)
@@ -138,6 +140,18 @@ class FileOutput(Output):
                 self._fail(events, rejected, bad, set(list(groups)[n:]), reason)
         if bad or rejected:
             self._fail(events, rejected, bad, set(), "")
+
+    def send_payloads(self, payloads: Sequence[bytes]) -> None:
+        """The fixed-path JSON case: the payloads joined, in one append."""
+        self.files.tick(self.now())
+        path = self.template.render({})
+        try:
+            self.files.append(path, b"\n".join(payloads) + b"\n")
+        except OSError as exc:
+            reason = self._reason(path, exc)
+            if exc.errno in _PERMANENT_ERRNOS:
+                raise PermanentFailure(reason) from exc
+            raise RetryLater(reason) from exc
 
     def _group(self, events: Sequence[Event]) -> dict[str, list[bytes]]:
         """The fast path: lines grouped by file, in batch order."""

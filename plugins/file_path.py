@@ -129,6 +129,11 @@ class PathTemplate:
         self._cache: dict[tuple, str] = {}
 
     @property
+    def static(self) -> bool:
+        """True when every event goes to the same path (no placeholder)."""
+        return self._fixed is not None
+
+    @property
     def granularity(self) -> str | None:
         """``hourly`` / ``daily`` when the path itself changes every hour / day."""
         if "hour" in self.fields:

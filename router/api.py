@@ -119,6 +119,11 @@ class Output:
     #: How many batches may be in flight at once (each on its own worker thread).
     concurrency: int = 1
 
+    #: True: the worker calls :meth:`send_payloads` with each event's JSON bytes instead of
+    #: :meth:`send` with dicts. For outputs that write the events' JSON as it is (the file
+    #: output with a fixed path does): the receiving side serialised each event once already.
+    takes_payloads: bool = False
+
     def __init__(self, name: str, options: Mapping[str, Any], context: OutputContext) -> None:
         self.name = name
         self.options = options
@@ -129,6 +134,11 @@ class Output:
 
     def send(self, events: Sequence[Event]) -> None:
         """Deliver a batch of events; raise RetryLater or PermanentFailure on failure."""
+        raise NotImplementedError
+
+    def send_payloads(self, payloads: Sequence[bytes]) -> None:
+        """Like :meth:`send`, given the events as ``orjson.dumps(event)`` bytes (no newline);
+        called instead of it when :attr:`takes_payloads` is True. Same failures as ``send``."""
         raise NotImplementedError
 
     def flush(self) -> None:

@@ -38,6 +38,7 @@ from dsrouter.delivery.engine import Engine
 from dsrouter.dsl import Config, compile_routes
 from dsrouter.errors import StartupError
 from dsrouter.metrics import MetricsServer
+from dsrouter.parse_pool import ParserPool, parser_count
 from dsrouter.pipeline import Pipeline
 from dsrouter.plugin import Plugins
 from dsrouter.runtime import install_console_handler, tune_runtime
@@ -93,12 +94,37 @@ class Daemon(DaemonOps):
 
     def _build(self) -> None:
         loop = asyncio.get_running_loop()
+        pool = self._start_parsers(loop)  # first: no other thread is running yet (fork)
         wake = self._wake_from_thread(loop)
         self.engine = Engine(
             self.data_dir, self.config.base_dir, self.plugins.outputs, self.log, on_progress=wake
         )
-        self.engine.open(self.config.outputs)
-        self.pipeline = Pipeline(self.engine, compile_routes(self.config), self.data_dir, self.log)
+        try:
+            self.engine.open(self.config.outputs)
+        except BaseException:
+            if pool is not None:
+                pool.close()
+            raise
+        table = compile_routes(self.config)
+        self.pipeline = Pipeline(self.engine, table, self.data_dir, self.log, pool)
+
+    def _start_parsers(self, loop: asyncio.AbstractEventLoop) -> ParserPool | None:
+        """``workers`` parser processes (none: parse on the event loop)."""
+        count = parser_count(self.config.settings.get("workers"))
+        if count == 0 or not self.config.inputs:
+            return None
+
+        def answered() -> None:  # on a reader thread
+            try:
+                loop.call_soon_threadsafe(self._on_answers)
+            except RuntimeError:  # the loop has closed: the daemon is gone
+                pass
+
+        return ParserPool(self.config, count, answered)
+
+    def _on_answers(self) -> None:
+        if self.pipeline is not None and self.pipeline.pooled is not None:
+            self.pipeline.pooled.on_answers()
 
     def _wake_from_thread(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
         """Workers call this after progress: a paused pipeline retries its held batches."""
@@ -280,7 +306,7 @@ class Daemon(DaemonOps):
         for _, listener in self.listeners:
             listener.close()
         if self.pipeline is not None:
-            self.pipeline.flush()
+            self.pipeline.finish(self.shutdown_timeout)
         if self.engine is not None:
             self._exit_on_next_signal()
             left = self.engine.close(time.monotonic() + self.shutdown_timeout)

@@ -65,7 +65,7 @@ class DaemonOps:
         self.pipeline.flush()  # the old table routes what was received under it
         self.engine.reconfigure(config.outputs)
         await self._reconfigure_inputs(config.inputs)
-        self.pipeline.table = table
+        self.pipeline.reconfigure(config, table)
         self.config = config
 
     def _reload_kept_inputs(self, blocks) -> None:

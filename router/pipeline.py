@@ -18,8 +18,6 @@ could not be kept at all. The syslog path does not change.
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +25,8 @@ from typing import Any
 
 from dsrouter.delivery.deadletter import Letter
 from dsrouter.delivery.engine import Engine
-from dsrouter.ds import parse_batch
+from dsrouter.parse_worker import Item, Stamper, parse_items
+from dsrouter.pipeline_pool import PooledFlow
 
 #: The dead-letter store name for batches the pipeline itself could not route.
 PIPELINE = "_pipeline"
@@ -36,26 +35,35 @@ PIPELINE = "_pipeline"
 class Pipeline:
     """Pending messages, the flush, the route table and pausing of receivers."""
 
-    def __init__(self, engine: Engine, table: Any, data_dir: Path, log: Any) -> None:
+    def __init__(
+        self, engine: Engine, table: Any, data_dir: Path, log: Any, pool: Any = None
+    ) -> None:
         self.engine, self.table, self.data_dir, self.log = engine, table, data_dir, log
-        self.pending: list[tuple[str, str, list[bytes], bool]] = []
+        #: A :class:`~dsrouter.parse_pool.ParserPool` when ``workers`` > 0 (see
+        #: :mod:`dsrouter.pipeline_pool`); None: messages are parsed on the event loop.
+        self.pooled = PooledFlow(self, pool) if pool is not None else None
+        self.pending: list[Item] = []
         self.parsed: list[tuple[list[dict], Callable[[bool], None]]] = []
         self.waiting: list[Callable[[bool], None]] = []  # committed once nothing is held
         self.flush_scheduled = False
         self.listeners: list[Any] = []
-        self.paused = False
+        self.paused = False  # receivers are paused
+        self.held = False  # ... because the engine holds a batch
         self.events_total = self.unparsed = self.batches = self.pipeline_errors = 0
         self.decisions: dict[Any, int] = {}
-        self._id_prefix = f"{int(time.time() * 1000):x}{os.getpid() & 0xFFFF:04x}"
-        self._id_next = 0
+        self.stamper = Stamper()
 
     def sink_for(self, name: str):
         """The ``sink(messages, peer, truncated=False)`` callable handed to an input; its
         ``submit(events, on_done)`` attribute is :meth:`submit_events` for this input."""
         pending = self.pending
 
+        pooled = self.pooled
+
         def sink(messages: list[bytes], peer: str, truncated: bool = False) -> None:
             pending.append((name, peer, messages, truncated))
+            if pooled is not None:
+                pooled.received(len(messages))
             if not self.flush_scheduled:
                 self.flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self.flush)
@@ -76,28 +84,47 @@ class Pipeline:
 
     # -- the batch path -------------------------------------------------------------------
     def flush(self) -> None:
-        """Parse, route and commit everything received since the last flush."""
+        """Parse, route and commit everything received since the last flush (with a pool:
+        hand it to the parser processes, and commit what they answered)."""
         self.flush_scheduled = False
-        if not self.pending and not self.parsed:
-            return
-        batch, self.pending[:] = list(self.pending), []
+        if self.pooled is not None:
+            self.pooled.dispatch()
+            batch: list[Item] = []
+        else:
+            batch, self.pending[:] = list(self.pending), []
+        if batch or self.parsed:
+            self._flush_local(batch)
+
+    def _flush_local(self, batch: list[Item]) -> None:
         self.batches += 1
-        events = self._parse(batch)
+        events = parse_items(batch, _now())
+        self._stamp(events)
         callbacks: list[Callable[[bool], None]] = []
         if self.parsed:
             callbacks = self._take_parsed(events)
+        self.commit_events(events, callbacks)
+
+    def commit_events(self, events: list[dict], callbacks: list[Callable[[bool], None]]) -> bool:
+        """Route parsed events here and commit them; False when the engine holds them."""
         try:
             batches = self._route(events)
         except Exception as exc:  # a bug must not lose the batch: keep it for replay
             self.pipeline_errors += 1
             kept = self._dead_letter_batch(events, exc)
             _settle(callbacks, kept)
-            return
+            return True
+        return self.submit(batches, callbacks)
+
+    def submit(self, batches: dict, callbacks: list[Callable[[bool], None]] | None = None) -> bool:
+        """Commit routed batches through the engine; pause the receivers when it holds."""
         if not self.engine.submit(batches):
+            self.held = True
             self.pause()
-            self.waiting.extend(callbacks)
-        elif callbacks:
+            self.waiting.extend(callbacks or ())
+            return False
+        if callbacks:
             _settle(callbacks, True)
+        return True
 
     def _take_parsed(self, events: list[dict]) -> list[Callable[[bool], None]]:
         """Append the submitted events to this flush's (stamped and counted like them)."""
@@ -107,27 +134,9 @@ class Pipeline:
         events.extend(extra)
         return [on_done for _, on_done in parsed]
 
-    def _parse(self, batch: list[tuple[str, str, list[bytes], bool]]) -> list[dict]:
-        received_at = datetime.now(UTC).isoformat(timespec="microseconds")
-        events: list[dict] = []
-        for name, peer, messages, truncated in batch:
-            parsed = parse_batch(messages, name, peer, received_at)
-            if truncated:
-                for ev in parsed:
-                    ev["truncated"] = True
-            events.extend(parsed)
-        self._stamp(events)
-        return events
-
     def _stamp(self, events: list[dict]) -> None:
         """Give each event its ``event_id``; count events and unparsed ones."""
-        prefix, n = self._id_prefix, self._id_next
-        for ev in events:
-            ev["event_id"] = f"{prefix}-{n:x}"
-            n += 1
-            if "parse_error" in ev:
-                self.unparsed += 1
-        self._id_next = n
+        self.unparsed += self.stamper.stamp(events)
         self.events_total += len(events)
 
     def _route(self, events: list[dict]) -> dict[str, list[dict]]:
@@ -157,6 +166,19 @@ class Pipeline:
         self.log.error("pipeline_failed", events=len(events), error=repr(exc))
         return True
 
+    def reconfigure(self, config: Any, table: Any) -> None:
+        """Route with ``table`` from the next batch (parser processes: ``config``'s routes)."""
+        self.table = table
+        if self.pooled is not None:
+            self.pooled.pool.reconfigure(config)
+
+    def finish(self, timeout: float) -> None:
+        """At shutdown: commit everything received (parser processes answer or it is parsed
+        here within ``timeout``), then stop the parser processes."""
+        if self.pooled is not None:
+            self.pooled.finish(timeout)
+        self.flush()
+
     # -- back-pressure --------------------------------------------------------------------
     def pause(self) -> None:
         """Stop reading every receiver that can be paused (inputs without it keep going)."""
@@ -176,7 +198,10 @@ class Pipeline:
     def tick(self) -> None:
         """Retry what the engine holds; resume the receivers once it holds nothing."""
         if self.engine.tick():
-            if self.paused:
+            self.held = False
+            if self.pooled is not None:
+                self.pooled.dispatch()
+            if self.paused and (self.pooled is None or not self.pooled.backlogged):
                 self.resume()
             if self.waiting:
                 waiting, self.waiting = self.waiting, []
@@ -196,6 +221,10 @@ class Pipeline:
             elif not d.outputs:
                 unrouted += n
         return routes, unrouted
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _settle(callbacks: list[Callable[[bool], None]], committed: bool) -> None:

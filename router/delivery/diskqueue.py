@@ -154,20 +154,27 @@ class DiskQueue(Queue):
         """The seq the next published record gets."""
         return self._log.next_seq
 
-    def publish(self, events: Sequence[Event], payloads: Sequence[bytes] | None = None) -> None:
+    def publish(
+        self, events: Sequence[Event] | None, payloads: Sequence[bytes] | None = None
+    ) -> None:
         """Append the batch with one write (see the module docstring for durability)."""
         self.publish_at(events, payloads, None)
 
     def publish_at(
         self,
-        events: Sequence[Event],
+        events: Sequence[Event] | None,
         payloads: Sequence[bytes] | None,
         enqueued_at: Sequence[float] | None,
     ) -> None:
         """:meth:`publish`, keeping the given enqueue times (a memory queue's spill does)."""
-        blobs = [orjson.dumps(e) for e in events] if payloads is None else list(payloads)
+        if payloads is None:
+            if events is None:
+                raise ValueError("publish: events or payloads")
+            blobs = [orjson.dumps(e) for e in events]
+        else:
+            blobs = list(payloads)
         times = [time.time()] * len(blobs) if enqueued_at is None else list(enqueued_at)
-        if not len(blobs) == len(events) == len(times):
+        if not len(blobs) == len(times) or (events is not None and len(events) != len(blobs)):
             raise ValueError("publish: one payload (and time) per event")
         if not blobs:
             return
@@ -186,7 +193,8 @@ class DiskQueue(Queue):
                 raise QueueFull(f"queue {self.name}: {len(blobs)} events / {total} bytes")
             first = self._log.next_seq
             self._log.append(blobs, crcs, times)
-            self._remember(first, events, blobs)
+            if events is not None:
+                self._remember(first, events, blobs)
             self._cond.notify(len(blobs))
 
     def _remember(self, first: int, events: Sequence[Event], blobs: list[bytes]) -> None:
@@ -270,14 +278,11 @@ class DiskQueue(Queue):
         out, bad = [], []
         for meta, payload in got:
             event, meta.event = meta.event, None
-            if event is None:
-                try:
-                    event = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    bad.append(meta.seq)
-                    continue
+            if event is None and payload[:1] != b"{":  # checked again when decoded
+                bad.append(meta.seq)
+                continue
             pos = (meta.seg, meta.offset)
-            out.append(Record(meta.seq, event, meta.size, meta.ts, meta.attempts, pos))
+            out.append(Record(meta.seq, event, meta.size, meta.ts, meta.attempts, pos, payload))
         if bad:
             with self._cond:
                 if not self._closed:

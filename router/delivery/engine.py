@@ -122,14 +122,19 @@ class Engine:
 
     # -- the hot path ---------------------------------------------------------------------
     def submit(self, batches: Mapping[str, list[Event]]) -> bool:
-        """Commit each output's batch to its queue; False when something is held (pause)."""
+        """Commit each output's batch to its queue; False when something is held (pause).
+
+        A batch may be :class:`Encoded` (the events' JSON payloads only, from a parser
+        process): it is committed as bytes and decoded only if an output needs dicts."""
         payloads: dict[int, bytes] | None = None
         for name, events in batches.items():
             lane = self.lanes[name]
             if lane.held:
                 lane.held.append(events)
                 continue
-            if lane.queue.durable:
+            if events.__class__ is Encoded:
+                self._commit(lane, None, events)
+            elif lane.queue.durable:
                 payloads = payloads if payloads is not None else {}
                 self._commit(lane, events, _payloads(events, payloads))
             else:
@@ -140,38 +145,44 @@ class Engine:
     def holding(self) -> bool:
         return any(lane.held for lane in self.lanes.values())
 
-    def _commit(self, lane: Lane, events: list[Event], payloads: list[bytes] | None) -> None:
+    def _commit(self, lane: Lane, events: list[Event] | None, payloads: list[bytes] | None) -> None:
         try:
             lane.queue.publish(events, payloads)
         except QueueFull:
             self._full(lane, events, payloads)
         except OSError as exc:
-            self._hold(lane, events, f"queue unwritable: {exc}")
+            self._hold(lane, _batch(events, payloads), f"queue unwritable: {exc}")
 
-    def _full(self, lane: Lane, events: list[Event], payloads: list[bytes] | None) -> None:
+    def _full(self, lane: Lane, events: list[Event] | None, payloads: list[bytes] | None) -> None:
         policy = lane.delivery.when_full
         if policy == "block":
-            self._hold(lane, events, "queue full")
+            self._hold(lane, _batch(events, payloads), "queue full")
             return
-        sizes = [len(p) for p in payloads] if payloads else [estimate_size(e) for e in events]
+        if payloads is not None:
+            sizes = [len(p) for p in payloads]
+        else:
+            assert events is not None
+            sizes = [estimate_size(e) for e in events]
         if policy == "drop_oldest":
-            evicted = lane.queue.evict_oldest(len(events), sum(sizes))
-            lane.dropped["queue_full_oldest"] += evicted
-        fit = self._fitting(lane, events, sizes)
+            lane.dropped["queue_full_oldest"] += lane.queue.evict_oldest(len(sizes), sum(sizes))
+        fit = self._fitting(lane, sizes)
         if fit:
             try:
-                lane.queue.publish(events[:fit], payloads[:fit] if payloads else None)
+                lane.queue.publish(
+                    events[:fit] if events is not None else None,
+                    payloads[:fit] if payloads is not None else None,
+                )
             except (QueueFull, OSError):
                 fit = 0
-        if len(events) > fit:
+        if len(sizes) > fit:
             reason = "queue_full_newest" if policy == "drop_newest" else "queue_full_oldest"
-            lane.dropped[reason] += len(events) - fit
+            lane.dropped[reason] += len(sizes) - fit
 
     @staticmethod
-    def _fitting(lane: Lane, events: list[Event], sizes: list[int]) -> int:
+    def _fitting(lane: Lane, sizes: list[int]) -> int:
         """How many of the batch's first events fit in the room left."""
         room_events, room_bytes = lane.queue.room()
-        fit = min(len(events), room_events)
+        fit = min(len(sizes), room_events)
         total = 0
         for i, size in enumerate(sizes[:fit]):
             total += size
@@ -179,7 +190,7 @@ class Engine:
                 return i
         return fit
 
-    def _hold(self, lane: Lane, events: list[Event], reason: str) -> None:
+    def _hold(self, lane: Lane, events: list[Event] | Encoded, reason: str) -> None:
         if not lane.held:
             self.log.warning("output_backpressure", output=lane.name, reason=reason)
         lane.held.append(events)
@@ -191,9 +202,8 @@ class Engine:
         for lane in self.lanes.values():
             while lane.held:
                 events = lane.held[0]
-                data = _payloads(events, payloads) if lane.queue.durable else None
                 try:
-                    lane.queue.publish(events, data)
+                    self._publish_held(lane, events, payloads)
                 except (QueueFull, OSError):
                     break
                 lane.held.popleft()
@@ -201,6 +211,14 @@ class Engine:
                 self.log.info("output_backpressure_released", output=lane.name)
                 lane.hold_reason = ""
         return not self.holding
+
+    @staticmethod
+    def _publish_held(lane: Lane, batch: list[Event] | Encoded, cache: dict[int, bytes]) -> None:
+        if batch.__class__ is Encoded:
+            lane.queue.publish(None, batch)
+        else:
+            data = _payloads(batch, cache) if lane.queue.durable else None
+            lane.queue.publish(batch, data)
 
     # -- reload ---------------------------------------------------------------------------
     def reconfigure(self, blocks: Sequence[Any]) -> None:
@@ -288,7 +306,7 @@ class Engine:
         while lane.held:
             events = lane.held.popleft()
             try:
-                lane.queue.publish(events, None)
+                self._publish_held(lane, events, {})
             except OSError as exc:
                 self.lost[lane.name] += len(events)
                 self.log.error(
@@ -362,6 +380,19 @@ def _quietly_close(output: Output, log: Any) -> None:
         output.close()
     except Exception as exc:
         log.error("output_close_failed", output=output.name, error=str(exc))
+
+
+class Encoded(list):
+    """A batch of events as their JSON payloads (``orjson.dumps(event)``), no dicts."""
+
+    __slots__ = ()
+
+
+def _batch(events: list[Event] | None, payloads: list[bytes] | None) -> list[Event] | Encoded:
+    """What a lane holds: the events, or the payloads when they are all there is."""
+    if events is not None:
+        return events
+    return payloads if payloads.__class__ is Encoded else Encoded(payloads or ())
 
 
 def _payloads(events: list[Event], cache: dict[int, bytes]) -> list[bytes]:

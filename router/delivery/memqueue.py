@@ -61,10 +61,14 @@ class MemoryQueue(Queue):
         self._first_seq = self._spill.next_seq if self._spill is not None else 1
         self._next_seq = self._first_seq
 
-    def publish(self, events: Sequence[Event], payloads: Sequence[bytes] | None = None) -> None:
+    def publish(
+        self, events: Sequence[Event] | None, payloads: Sequence[bytes] | None = None
+    ) -> None:
         if payloads is None:  # estimate_size, inlined: this runs once per event
+            if events is None:
+                raise ValueError("publish: events or payloads")
             sizes = [max(6 * len(e.get("raw") or ""), 1024) for e in events]
-        elif len(payloads) == len(events):
+        elif events is None or len(payloads) == len(events):
             sizes = [len(p) for p in payloads]
         else:
             raise ValueError("publish: one payload per event")
@@ -78,11 +82,22 @@ class MemoryQueue(Queue):
             ):
                 raise QueueFull(f"queue {self.name}: {len(sizes)} events / {total} bytes")
             seq = self._next_seq
-            for event, size in zip(events, sizes, strict=True):
-                rec = Record(seq, event, size, now)
-                self._records[seq] = rec
-                self._new.append(rec)
-                seq += 1
+            if events is None:
+                assert payloads is not None
+                made = [
+                    Record(seq + i, None, size, now, payload=p)
+                    for i, (p, size) in enumerate(zip(payloads, sizes, strict=True))
+                ]
+            else:
+                made = [
+                    Record(seq + i, event, size, now)
+                    for i, (event, size) in enumerate(zip(events, sizes, strict=True))
+                ]
+            records = self._records
+            for rec in made:
+                records[rec.seq] = rec
+            self._new.extend(made)
+            seq += len(made)
             self._next_seq = seq
             self._bytes += total
             self._cond.notify(len(sizes))
@@ -231,8 +246,9 @@ class MemoryQueue(Queue):
         try:
             for i in range(0, len(backlog), _SPILL_BATCH):
                 chunk = backlog[i : i + _SPILL_BATCH]
-                events = [r.event for r in chunk]
-                payloads = [orjson.dumps(e) for e in events]
+                payloads = [r.payload or orjson.dumps(r.data) for r in chunk]
+                known = [r.data for r in chunk if r.data is not None]
+                events = known if len(known) == len(chunk) else None
                 self._spill.publish_at(events, payloads, [r.enqueued_at for r in chunk])
                 self.spilled += len(chunk)
         finally:

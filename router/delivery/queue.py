@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 Event = dict[str, Any]
 
 #: Stand-in for "no limit" in :meth:`Queue.room`.
@@ -39,15 +41,38 @@ class Record:
     serialized size in bytes as counted against ``max_bytes``; ``enqueued_at`` is wall-clock
     time (``time.time()``) of the commit; ``attempts`` counts how often it was fetched, this fetch
     included (1 the first time; in this process: a restart starts again). ``pos`` belongs to the
-    backend.
+    backend. ``payload`` is the event as JSON when the queue has it (events published as
+    payloads only, by receiving processes, carry no dict until :attr:`event` decodes it).
     """
 
     seq: int
-    event: Event
+    data: Event | None
     size: int
     enqueued_at: float
     attempts: int = 0
     pos: Any = field(default=None, repr=False)
+    payload: bytes | None = field(default=None, repr=False)
+
+    @property
+    def event(self) -> Event:
+        """The event; decoded from ``payload`` on first use when it was published as bytes."""
+        data = self.data
+        if data is None:
+            data = self.data = decode_payload(self.payload or b"")
+        return data
+
+
+def decode_payload(payload: bytes) -> Event:
+    """A queued payload as an event; one that is not a JSON object (a bug upstream, since
+    the queue's checksums already caught damage) becomes an event saying so, with its text."""
+    try:
+        event = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        event = None
+    if isinstance(event, dict):
+        return event
+    text = payload[:65536].decode("utf-8", "replace")
+    return {"format": "unknown", "parse_error": "queued payload is not a JSON object", "raw": text}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +99,15 @@ class Queue(abc.ABC):
         self.max_bytes = max_bytes
 
     @abc.abstractmethod
-    def publish(self, events: Sequence[Event], payloads: Sequence[bytes] | None = None) -> None:
+    def publish(
+        self, events: Sequence[Event] | None, payloads: Sequence[bytes] | None = None
+    ) -> None:
         """Commit every event or none.
 
         ``payloads`` are the events serialized as JSON (``orjson.dumps``), one per event, when
         the caller already has them; a backend that needs bytes serializes the others itself.
+        ``events`` is ``None`` when the caller has only the payloads (a receiving process
+        handed them over): records then decode them when a worker first needs the dict.
         Raises :class:`QueueFull` when the batch does not fit in the limits (a batch larger
         than the limits on an empty queue is still accepted, so nothing can jam), and
         ``OSError`` when the backend could not write it — in both cases nothing is committed

@@ -26,10 +26,14 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
 from dsrouter.api import Output, PartialFailure, PermanentFailure, RetryLater
 from dsrouter.delivery.deadletter import DeadLetters, Letter
 from dsrouter.delivery.options import DeliveryOptions
 from dsrouter.delivery.queue import Queue, Record
+
+_DUMPS = orjson.dumps
 
 #: Delivery-latency histogram bounds in seconds (commit to the queue → output success).
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, float("inf"))
@@ -173,21 +177,26 @@ class Worker:
         with self.lock:
             self.busy += 1
         try:
-            error = self._send([r.event for r in records], loop)
+            error = self._send(records, loop)
         finally:
             with self.lock:
                 self.busy -= 1
         self._settle(records, error)
         self.on_progress()
 
-    def _send(self, events: list[dict], loop: asyncio.AbstractEventLoop | None) -> Exception | None:
+    def _send(
+        self, records: list[Record], loop: asyncio.AbstractEventLoop | None
+    ) -> Exception | None:
+        output = self.output
         try:
             if loop is not None:
-                send: Any = self.output.send  # an ``async def send``
-                loop.run_until_complete(send(events))
+                send: Any = output.send  # an ``async def send``
+                loop.run_until_complete(send([r.event for r in records]))
+            elif output.takes_payloads:
+                output.send_payloads([r.payload or _DUMPS(r.data, default=str) for r in records])
             else:
-                self.output.send(events)
-            self.output.flush()
+                output.send([r.event for r in records])
+            output.flush()
         except Exception as exc:  # the output's failure is data, never a crash
             return exc
         return None

@@ -25,6 +25,8 @@ from dsrouter.dsl.values import INVALID, ValueContext, resolve, uses_call
 from dsrouter.errors import Span
 from dsrouter.options import Duration, Option
 
+MAX_WORKERS = 64
+
 UNMATCHED = "_unmatched"
 
 _Action = TypeVar("_Action", ast.When, ast.To, ast.Continue, ast.Drop, ast.Throttle)
@@ -42,6 +44,13 @@ SETTINGS: dict[str, Option] = {
         "duration",
         Duration(10.0),
         "at stop, how long to keep reading open connections and finishing sends",
+    ),
+    "workers": Option(
+        "workers",
+        "int",
+        None,
+        "parser processes (0: parse in the main process); default: one per core",
+        validate=lambda n: None if 0 <= n <= MAX_WORKERS else f"must be 0 to {MAX_WORKERS}",
     ),
 }
 

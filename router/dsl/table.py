@@ -18,7 +18,7 @@ from dsrouter.dsl.compiler import ExprCompiler, Predicate, as_field, getter
 from dsrouter.dsl.config import Config, Route
 from dsrouter.dsl.explain import Tracer
 from dsrouter.dsl.index import ANY, KEY_CLASSES, OTHER, RouteIndex, build_index, conjuncts
-from dsrouter.dsl.throttle import Clock, Throttle
+from dsrouter.dsl.throttle import Clock, DeferredGate, Throttle
 from dsrouter.errors import Span
 
 
@@ -61,7 +61,7 @@ class _Step(NamedTuple):
     pred: Callable[[dict], bool] | None
     cont: bool
     position: int
-    gate: Throttle | None
+    gate: Throttle | DeferredGate | None
     setters: tuple[Setter, ...] | None
     drop: bool
 
@@ -76,13 +76,23 @@ class RouteTable:
     table is tested against); by default :mod:`dsrouter.dsl.index` narrows the candidates.
     """
 
-    def __init__(self, config: Config, clock: Clock = time.monotonic, index: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock = time.monotonic,
+        index: bool = True,
+        defer_throttles: bool = False,
+    ) -> None:
         unmatched = config.unmatched
         ordered = [r for r in config.routes if r is not unmatched]
         self.route_names: tuple[str, ...] = tuple(r.name for r in config.routes)
         self._routes = ordered
         self._compiler = ExprCompiler(config.functions)
+        self._defer = defer_throttles
         self._steps = tuple(self._step(r, i, clock) for i, r in enumerate(ordered))
+        #: True when some route has a throttle (:meth:`decide` may then raise ``Deferred``
+        #: in a table built with ``defer_throttles``).
+        self.throttles = any(s.gate is not None for s in self._steps)
         self._single = tuple(self._combine((i,)) for i in range(len(ordered)))
         self._cache: dict[tuple[int, ...], Decision] = {}
         self._dropped = [0] * (len(ordered) + 1)  # the last slot is _unmatched
@@ -145,7 +155,7 @@ class RouteTable:
         if route.throttle is not None:
             t = route.throttle
             by = [self._compiler.value(f) for f in t.by]
-            gate = Throttle(t.count, float(t.window), by, clock)
+            gate = DeferredGate() if self._defer else Throttle(t.count, float(t.window), by, clock)
         setters = tuple(self._setter(s) for s in route.sets) or None
         return _Step(pred, route.cont, i, gate, setters, route.drop)
 
@@ -329,9 +339,15 @@ def make_setter(target: ast.Field, value: Callable[[dict], Any]) -> Setter:
     return set_nested
 
 
-def compile_routes(config: Config, clock: Clock = time.monotonic, index: bool = True) -> RouteTable:
+def compile_routes(
+    config: Config,
+    clock: Clock = time.monotonic,
+    index: bool = True,
+    defer_throttles: bool = False,
+) -> RouteTable:
     """Compile a checked configuration's routes; ``clock`` drives throttle windows.
 
-    ``index=False`` skips the candidate index (every route is tried for every event).
+    ``index=False`` skips the candidate index (every route is tried for every event);
+    ``defer_throttles=True`` (a parser process) raises ``Deferred`` where a throttle decides.
     """
-    return RouteTable(config, clock, index)
+    return RouteTable(config, clock, index, defer_throttles)

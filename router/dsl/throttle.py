@@ -21,6 +21,23 @@ MAX_KEY_TEXT = 256
 Clock = Callable[[], float]
 
 
+class Deferred(Exception):
+    """Raised by a :class:`DeferredGate`: the event must be routed where the budgets live."""
+
+
+class DeferredGate:
+    """The throttle of a parser process: budgets live in the daemon's main process (one
+    state for every process), so an event that reaches a throttle is routed there."""
+
+    throttled = evicted = 0
+
+    def admit(self, event: dict) -> bool:
+        raise Deferred
+
+    def describe(self, event: dict, admitted: bool) -> str:
+        return "decided by the main process"
+
+
 class Throttle:
     """The budget state of one route."""
 

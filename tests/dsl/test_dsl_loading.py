@@ -155,6 +155,7 @@ def test_settings_defaults(tmp_path):
         "data_dir": tmp_path / "dsrouter-data",
         "metrics": None,
         "shutdown_timeout": 10.0,
+        "workers": None,
     }
 
 

@@ -65,10 +65,10 @@ def wait_for_lines(path_glob, count: int, root: Path, timeout: float = 15.0) -> 
     deadline = time.monotonic() + timeout
     events: list[dict] = []
     while time.monotonic() < deadline:
-        events = [
+        events = [  # a line still being written (no newline yet) is read next time
             orjson.loads(x)
             for p in sorted(root.glob(path_glob))
-            for x in p.read_bytes().splitlines()
+            for x in p.read_bytes().split(b"\n")[:-1]
         ]
         if len(events) >= count:
             return events

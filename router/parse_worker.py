@@ -1,0 +1,153 @@
+"""One parser process: framed messages in, routed JSON payloads out.
+
+``settings { workers = N }`` runs N of these beside the daemon's main process (see
+:mod:`dsrouter.parse_pool`). Each one receives batches of framed messages over a pipe, and for
+each batch parses, stamps ``event_id``, routes and serializes every event once, then answers
+with the payloads grouped per output — bytes the main process commits to its queues without
+decoding. Throttle budgets are not kept here: an event that reaches a throttle goes back
+unrouted and the main process, which holds the one budget state, routes it
+(:class:`~dsrouter.dsl.throttle.DeferredGate`).
+
+The process holds no file, socket or lock of the daemon; it stops when its pipe closes (the
+main process exited, however it exited) and ignores the signals meant for the daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dsrouter.ds import parse_batch
+from dsrouter.dsl.throttle import Deferred
+
+_DUMPS = orjson.dumps
+
+#: ``(input name, peer, messages, truncated)``: one receiver's chunk, as a sink got it.
+Item = tuple[str, str, list[bytes], bool]
+
+
+@dataclass(slots=True)
+class Routed:
+    """One batch's outcome: payloads per output, and what the counters need."""
+
+    batch: int
+    outputs: dict[str, list[bytes]] = field(default_factory=dict)
+    decisions: dict[Any, int] = field(default_factory=dict)
+    deferred: list[bytes] = field(default_factory=list)  # events a throttle decides, as JSON
+    events: int = 0
+    unparsed: int = 0
+
+
+class Stamper:
+    """``event_id`` values: a prefix unique to this process and start, then a counter."""
+
+    def __init__(self) -> None:
+        self.prefix = f"{int(time.time() * 1000):x}{os.getpid() & 0xFFFF:04x}"
+        self.next = 0
+
+    def stamp(self, events: list[dict]) -> int:
+        """Give each event its ``event_id``; return how many did not parse."""
+        prefix, n, unparsed = self.prefix, self.next, 0
+        for ev in events:
+            ev["event_id"] = f"{prefix}-{n:x}"
+            n += 1
+            if "parse_error" in ev:
+                unparsed += 1
+        self.next = n
+        return unparsed
+
+
+def parse_items(items: list[Item], received_at: str) -> list[dict]:
+    """Every message of every chunk as a normalized event, in order."""
+    events: list[dict] = []
+    for name, peer, messages, truncated in items:
+        parsed = parse_batch(messages, name, peer, received_at)
+        if truncated:
+            for ev in parsed:
+                ev["truncated"] = True
+        events.extend(parsed)
+    return events
+
+
+def route_batch(table: Any, stamper: Stamper, batch: int, items: list[Item], at: str) -> Routed:
+    """Parse, stamp, route and serialize one batch (the work of a parser process)."""
+    events = parse_items(items, at)
+    out = Routed(batch, events=len(events), unparsed=stamper.stamp(events))
+    outputs, decisions, decide = out.outputs, out.decisions, table.decide
+    keep = _snapshot if table.throttles else None
+    for ev in events:
+        before = keep(ev) if keep is not None else None
+        try:
+            d = decide(ev)
+        except Deferred:
+            out.deferred.append(_DUMPS(before, default=str))
+            continue
+        decisions[d] = decisions.get(d, 0) + 1
+        if d.outputs:
+            payload = _DUMPS(ev, default=str)
+            for name in d.outputs:
+                target = outputs.get(name)
+                if target is None:
+                    outputs[name] = [payload]
+                else:
+                    target.append(payload)
+    return out
+
+
+def _max_fd() -> int:
+    try:
+        return max(int(n) for n in os.listdir("/proc/self/fd")) + 1
+    except (OSError, ValueError):
+        return os.sysconf("SC_OPEN_MAX")
+
+
+def _snapshot(event: dict) -> dict:
+    """The event as parsed, safe from ``set`` (which writes at most one level down)."""
+    return {k: (v.copy() if v.__class__ is dict else v) for k, v in event.items()}
+
+
+def serve(conn: Any, config: Any, forked: bool = False) -> None:
+    """The parser process's main loop (the target of :mod:`multiprocessing`).
+
+    Messages on ``conn``: ``(batch id, received_at, items)`` → a pickled :class:`Routed`;
+    ``("config", Config)`` → routes from then on follow the new configuration; ``None`` or
+    a closed pipe → exit. A batch that raises is answered ``("failed", id, error)``, and
+    the main process routes it itself. A ``forked`` process first closes every descriptor
+    it inherited but its pipe and stdio: the data_dir lock, sockets, and the main process's
+    ends of the pipes (else it would never see its own pipe close).
+    """
+    from dsrouter.dsl import compile_routes
+    from dsrouter.runtime import tune_runtime
+
+    for sig in ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"):
+        if hasattr(signal, sig):
+            signal.signal(getattr(signal, sig), signal.SIG_IGN)
+    if forked:
+        keep = conn.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, _max_fd())
+    tune_runtime()
+    table = compile_routes(config, defer_throttles=True)
+    stamper = Stamper()
+    while True:
+        try:
+            msg = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        if msg[0] == "config":
+            table = compile_routes(msg[1], defer_throttles=True)
+            continue
+        batch, received_at, items = msg
+        try:
+            answer: Any = route_batch(table, stamper, batch, items, received_at)
+        except Exception as exc:  # a bug: the main process routes (and keeps) this batch
+            answer = ("failed", batch, repr(exc))
+        conn.send_bytes(pickle.dumps(answer, 5))

@@ -1,0 +1,182 @@
+"""The pipeline's batch path when parser processes do the parsing (``workers`` > 0).
+
+On the event loop only cheap steps remain: chunks the receivers framed wait in
+``Pipeline.pending``; :meth:`PooledFlow.dispatch` cuts them into batches of at most
+:data:`BATCH_MESSAGES` messages and hands each to the least busy parser process (two batches
+in flight per process, none while the engine holds a batch). Answers (each output's JSON
+payloads) are committed to the engine in batch order. When more than :data:`MAX_PENDING`
+messages wait for a free process, the receivers pause until the backlog is half that — the
+same back-pressure the engine applies.
+
+Events that reached a throttle come back unrouted and are routed here, against the one
+budget state (so ``throttle 1 per 5m`` admits one event per window, not one per process).
+A batch whose process died, or that raised there, is parsed and routed here instead.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from dsrouter.delivery.engine import Encoded
+from dsrouter.parse_worker import Item, Routed, parse_items, route_batch
+
+BATCH_MESSAGES = 500
+MAX_PENDING = 50_000
+
+
+class PooledFlow:
+    """Dispatch to the pool, and commit its answers in order (see the module docstring)."""
+
+    def __init__(self, pipe: Any, pool: Any) -> None:
+        self.pipe, self.pool = pipe, pool
+        self.sent = self.committed = 0  # batch ids: next to send, next to commit
+        self.arrived: dict[int, Routed] = {}
+        self.pending_messages = 0
+        self.backlogged = False
+        self.lost_batches = 0  # parsed here because their process died or failed
+
+    # -- sending --------------------------------------------------------------------------
+    def received(self, count: int) -> None:
+        """A receiver added ``count`` messages to ``pending``."""
+        self.pending_messages += count
+        if self.pending_messages > MAX_PENDING and not self.backlogged:
+            self.backlogged = True
+            self.pipe.pause()
+
+    def dispatch(self) -> None:
+        pool, pending = self.pool, self.pipe.pending
+        while pending and not self.pipe.held and pool.in_flight < max(pool.capacity, 1):
+            items = _take(pending, BATCH_MESSAGES)
+            count = sum(len(m) for _, _, m, _ in items)
+            self.pending_messages -= count
+            batch, at = self.sent, _now()
+            self.sent += 1
+            if not pool.send(batch, at, items):  # no process left: parse here
+                self.arrived[batch] = self._route_here(batch, at, items)
+        self._commit_ready()
+        if self.backlogged and self.pending_messages <= MAX_PENDING // 2:
+            self.backlogged = False
+            if not self.pipe.held:
+                self.pipe.resume()
+
+    # -- answers --------------------------------------------------------------------------
+    def on_answers(self) -> None:
+        """On the loop, after a reader thread queued answers: take them all, commit, send."""
+        self._drain_answers(block=0.0)
+        self.dispatch()
+
+    def _drain_answers(self, block: float) -> bool:
+        got = False
+        while True:
+            try:
+                answer = (
+                    self.pool.answers.get(timeout=block)
+                    if block
+                    else self.pool.answers.get_nowait()
+                )
+            except queue.Empty:
+                return got
+            got, block = True, 0.0
+            self._take_answer(answer)
+
+    def _take_answer(self, answer: Any) -> None:
+        if isinstance(answer, Routed):
+            if self.pool.answered(answer.batch) is not None:
+                self.arrived[answer.batch] = answer
+            return
+        kind, number = answer[0], answer[1]
+        if kind == "failed":
+            sent = self.pool.answered(number)
+            if sent is not None:
+                self.pipe.log.error("parser_batch_failed", batch=number, error=answer[2])
+                self.arrived[number] = self._route_here(number, *sent)
+        elif kind == "lost":
+            orphans = self.pool.lost(number)
+            if orphans or self.pool.procs[number].alive:
+                self.pipe.log.error(
+                    "parser_process_died",
+                    index=number,
+                    batches=len(orphans),
+                    restarted=self.pool.procs[number].alive,
+                )
+            for batch, (at, items) in orphans.items():
+                self.arrived[batch] = self._route_here(batch, at, items)
+
+    def _route_here(self, batch: int, at: str, items: list[Item]) -> Routed:
+        """Parse and route a batch in this process (real throttles: nothing is deferred)."""
+        self.lost_batches += 1
+        pipe = self.pipe
+        try:
+            return route_batch(pipe.table, pipe.stamper, batch, items, at)
+        except Exception as exc:  # a bug in routing: keep the events as dead letters
+            events = parse_items(items, at)
+            pipe.stamper.stamp(events)
+            pipe.pipeline_errors += 1
+            pipe._dead_letter_batch(events, exc)
+            return Routed(batch, events=len(events))
+
+    def _commit_ready(self) -> None:
+        arrived = self.arrived
+        while self.committed in arrived:
+            self._commit(arrived.pop(self.committed))
+            self.committed += 1
+
+    def _commit(self, routed: Routed) -> None:
+        pipe = self.pipe
+        pipe.batches += 1
+        pipe.events_total += routed.events
+        pipe.unparsed += routed.unparsed
+        decisions = pipe.decisions
+        for d, n in routed.decisions.items():
+            decisions[d] = decisions.get(d, 0) + n
+        if routed.outputs:
+            pipe.submit({name: Encoded(p) for name, p in routed.outputs.items()})
+        if routed.deferred:
+            pipe.commit_events([orjson.loads(p) for p in routed.deferred], [])
+
+    # -- stopping -------------------------------------------------------------------------
+    def finish(self, timeout: float) -> None:
+        """Commit everything received: wait up to ``timeout`` for the processes' answers,
+        parse the rest here, then stop the processes."""
+        deadline = time.monotonic() + timeout
+        self.dispatch()
+        while self.committed < self.sent or self.pipe.pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._drain_answers(block=min(left, 0.1))
+            self.dispatch()
+        for proc in self.pool.procs:  # what is still unanswered: here
+            for batch, (at, items) in list(proc.unanswered.items()):
+                self.arrived[batch] = self._route_here(batch, at, items)
+            proc.unanswered.clear()
+        while self.pipe.pending:
+            items = _take(self.pipe.pending, BATCH_MESSAGES)
+            self.arrived[self.sent] = self._route_here(self.sent, _now(), items)
+            self.sent += 1
+        self._commit_ready()
+        self.pool.close()
+
+
+def _take(pending: list[Item], limit: int) -> list[Item]:
+    """Whole chunks from the front of ``pending``, up to ``limit`` messages (at least one)."""
+    total = 0
+    for n, (_, _, messages, _) in enumerate(pending):
+        total += len(messages)
+        if total >= limit:
+            n += 1
+            break
+    else:
+        n = len(pending)
+    items = pending[:n]
+    del pending[:n]
+    return items
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
