@@ -40,6 +40,7 @@ route everything {{
 """
 
 TCP_INPUT = 'input tcp_in {{ type = "tcp", listen = "127.0.0.1:{port}", framing = "{framing}" }}'
+UDP_INPUT = 'input udp_in {{ type = "udp", listen = "127.0.0.1:{port}", recv_buffer = 8MiB }}'
 
 
 def default_work() -> Path:
@@ -63,10 +64,16 @@ def config_text(
     framing: str = "auto",
     queue: str = "memory",
     workers: int | None = None,
+    udp: bool = False,
 ) -> str:
     """The benchmark configuration; with ``port`` it has one TCP input on 127.0.0.1;
-    ``workers`` sets ``settings.workers`` (None: the daemon's default)."""
-    inputs = TCP_INPUT.format(port=port, framing=framing) if port is not None else ""
+    ``workers`` sets ``settings.workers`` (None: the daemon's default); ``udp`` makes the
+    input a UDP one."""
+    inputs = ""
+    if port is not None and udp:
+        inputs = UDP_INPUT.format(port=port)
+    elif port is not None:
+        inputs = TCP_INPUT.format(port=port, framing=framing)
     return CONFIG_TEMPLATE.format(
         data_dir=data_dir,
         workers="" if workers is None else f"\n  workers = {workers}",

@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--framing", default="auto", help="the tcp input's framing option")
     ap.add_argument("--queue", default="disk", choices=list(benchlib.QUEUES))
     ap.add_argument("--workers", type=int, default=None, help="settings.workers (default: auto)")
+    ap.add_argument("--udp", action="store_true", help="a UDP input instead of TCP")
     a = ap.parse_args()
     outdir = a.all.resolve().parent
     conf = outdir / "dsrouter.conf"
@@ -38,6 +39,7 @@ def main() -> None:
         a.framing,
         a.queue,
         a.workers,
+        a.udp,
     )
     conf.write_text(text)
     python = os.environ.get("DSROUTER_PYTHON") or sys.executable

@@ -15,7 +15,9 @@
 #      table shows the median over the rounds;
 #   3. bench/inprocess.py and bench/tcp.py on the same file (ROUNDS repetitions each);
 #   4. bench/report.py: one markdown table -> WORK/results/peers-LABEL.md.
-# Knobs: N (100000), ROUNDS (3), CONNS ("1"), PEERS, LABEL, BENCH_SHARED (the shared bench folder),
+# Knobs: N (100000), ROUNDS (3), CONNS ("1"), PEERS (the full-parse peers and both raw-copy
+# configurations), QUEUE (disk: dsrouter's durable queue on), WORKERS (settings.workers;
+# unset: the daemon's default), SKIP_EXTRA=1 (no step 3), LABEL, BENCH_SHARED (the shared bench folder),
 # DSROUTER_PYTHON (a python that imports dsrouter; default: python3 on PATH), SKIP_SETUP=1.
 # Needs root for apt on the first run. All traffic stays on 127.0.0.1.
 set -euo pipefail
@@ -34,8 +36,10 @@ export LABEL=${LABEL:-peers-$(date +%Y%m%d-%H%M%S)}
 export BENCH_SHARED="$SHARED" DSROUTER_PYTHON="$PY" BENCH_WORK="$WORK"
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-1}
-PEERS=${PEERS:-rsyslog-fullparse syslog-ng-fullparse py-fast}
-CMD="$PY $HERE/dsrouter_contender.py --port {port} --all {out} --sev {outdir}/sev.log"
+PEERS=${PEERS:-rsyslog-fullparse rsyslog-fullparse-2w syslog-ng-fullparse rsyslog syslog-ng}
+QUEUE=${QUEUE:-disk}
+WORKERS_ARG=${WORKERS:+--workers $WORKERS}
+CMD="$PY $HERE/dsrouter_contender.py --port {port} --all {out} --sev {outdir}/sev.log --queue $QUEUE $WORKERS_ARG"
 
 echo "== 1. shared harness: setup, workload (N=$N), machine description (label $LABEL)"
 SECTIONS="none" bash "$SHARED/run_all.sh" --work "$WORK" > /dev/null
@@ -50,9 +54,11 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-echo "== 3. dsrouter in one process, and over TCP with bench/tcp.py"
-"$PY" "$HERE/inprocess.py" --work "$WORK" -n "$N" --reps "$ROUNDS"
-"$PY" "$HERE/tcp.py" --work "$WORK" -n "$N" --reps "$ROUNDS"
+if [ -z "${SKIP_EXTRA:-}" ]; then
+  echo "== 3. dsrouter in one process, and over TCP with bench/tcp.py"
+  "$PY" "$HERE/inprocess.py" --work "$WORK" -n "$N" --reps "$ROUNDS"
+  "$PY" "$HERE/tcp.py" --work "$WORK" -n "$N" --reps "$ROUNDS" --queue "$QUEUE"
+fi
 
 echo "== 4. one table"
 "$PY" "$HERE/report.py" --work "$WORK" --label "$LABEL"

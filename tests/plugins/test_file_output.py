@@ -11,7 +11,7 @@ import sys
 import orjson
 import pytest
 
-from dsrouter.api import OutputContext, PartialFailure, RetryLater
+from dsrouter.api import OutputContext, PartialFailure, PermanentFailure, RetryLater
 from dsrouter.plugin import Plugins
 from dsrouter.plugins.file import PathTemplate, sanitize
 
@@ -430,3 +430,27 @@ def test_mode_sets_new_files_permissions(make, tmp_path, mode):
 def test_a_bad_mode_is_refused(make, mode):
     with pytest.raises(ValueError, match="octal permission"):
         make("m/x.jsonl", mode=mode)
+
+
+def test_fixed_json_path_takes_payloads_as_they_are(make):
+    out = make("archive/all.jsonl")
+    assert out.takes_payloads
+    assert not make("archive/{host}.jsonl").takes_payloads  # needs the fields
+    assert not make("archive/raw.log", format="raw").takes_payloads  # needs the raw text
+    payloads = [orjson.dumps({"n": i, "host": "h"}) for i in range(3)]
+    out.send_payloads(payloads)
+    assert (make.data / "archive" / "all.jsonl").read_bytes() == b"\n".join(payloads) + b"\n"
+
+
+def test_payload_write_failures_are_classified_like_send(make):
+    (make.data / "archive" / "dir.jsonl").mkdir(parents=True)  # EISDIR: no retry can fix it
+    with pytest.raises(PermanentFailure, match="dir.jsonl"):
+        make("archive/dir.jsonl").send_payloads([b"{}"])
+    out = make("archive/full.jsonl")
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    out.files.append = full
+    with pytest.raises(RetryLater, match="No space left"):
+        out.send_payloads([b"{}"])
