@@ -174,3 +174,13 @@ def test_test_blocks_are_kept_for_the_runner():
     assert case.items[0].text.startswith("<134>Nov 27")
     fields = [(i.field.dotted, i.value.value) for i in case.items if hasattr(i, "field")]
     assert fields == [("host", "web-01"), ('ext["odd key"]', 3)]
+
+
+@pytest.mark.parametrize("value", ["-1", "65", '"auto"'])
+def test_workers_is_a_count_of_parser_processes(tmp_path, value):
+    text = f"settings {{ workers = {value} }}\n" + OUTPUTS + "route all { to archive }"
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, base_dir=tmp_path, option_specs=SPECS)
+    assert codes(info) == ["E206"]
+    ok = "settings { workers = 0 }\n" + OUTPUTS + "route all { to archive }"
+    assert load_config_text(ok, base_dir=tmp_path, option_specs=SPECS).settings["workers"] == 0
