@@ -12,8 +12,6 @@ be a pipe (``-c <(generate)``) and has the same size limit (``E220``).
 
 from __future__ import annotations
 
-import glob
-import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +21,7 @@ from dsrouter.dsl.checker import check
 from dsrouter.dsl.config import Config
 from dsrouter.dsl.diagnostics import Reporter, at
 from dsrouter.dsl.files import CONFIG_LIMIT, Refused, read_text
+from dsrouter.dsl.includes import MAX_ENTRIES, WalkTooLong, find
 from dsrouter.dsl.parser import parse
 from dsrouter.dsl.secrets import masker, secret_keys
 from dsrouter.dsl.values import ValueContext
@@ -106,8 +105,12 @@ class _Includes:
             return []
         pattern = os.path.join(base, inc.pattern)
         room = MAX_FILES - len(self.files) + 1  # the main file is in self.files too
-        found = (m for m in glob.iglob(pattern, recursive=True) if not os.path.isdir(m))
-        matches = sorted(itertools.islice(found, room + 1))
+        try:
+            matches = find(pattern, room)
+        except WalkTooLong:
+            msg = f'include "{inc.pattern}" would look through more than {MAX_ENTRIES} entries'
+            self.rep.error("E215", msg, inc.span, "narrow the glob: start it in the rules folder")
+            return []
         if len(matches) > room:
             msg = f'include "{inc.pattern}" would read more than {MAX_FILES} files'
             self.rep.error("E215", msg, inc.span, "narrow the glob")
