@@ -164,17 +164,18 @@ class PooledFlow:
 
 
 def _take(pending: list[Item], limit: int) -> list[Item]:
-    """Whole chunks from the front of ``pending``, up to ``limit`` messages (at least one)."""
-    total = 0
-    for n, (_, _, messages, _) in enumerate(pending):
-        total += len(messages)
-        if total >= limit:
-            n += 1
-            break
-    else:
-        n = len(pending)
-    items = pending[:n]
-    del pending[:n]
+    """Up to ``limit`` messages from the front of ``pending`` (a big chunk is split)."""
+    items: list[Item] = []
+    room = limit
+    while pending and room > 0:
+        name, peer, messages, truncated = pending[0]
+        if len(messages) <= room:
+            items.append(pending.pop(0))
+            room -= len(messages)
+        else:
+            items.append((name, peer, messages[:room], truncated))
+            pending[0] = (name, peer, messages[room:], truncated)
+            room = 0
     return items
 
 

@@ -128,14 +128,21 @@ def test_full_queue_drops_by_policy_and_counts(start_daemon, sink, tmp_path, pol
     for start in range(0, 1000, 100):
         send(d.ports["tcp_in"], lines(start, 100))
     wait_metric(d.metrics, "dsrouter_events_received_total", lambda v: v == 1000, input="tcp_in")
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10  # received, then parsed (by a parser process) and committed
+    while True:
+        snap = scrape(d.metrics)
+        dropped = sum(
+            v
+            for (name, labels), v in snap.items()
+            if name == "dsrouter_output_dropped_total" and ("output", "hook") in labels
+        )
+        queued = snap[("dsrouter_output_queue_events", (("output", "hook"),))]
+        if queued + dropped >= 1000 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # nothing more arrives: the sum stays
     snap = scrape(d.metrics)
-    dropped = sum(
-        v
-        for (name, labels), v in snap.items()
-        if name == "dsrouter_output_dropped_total" and ("output", "hook") in labels
-    )
-    queued = snap[("dsrouter_output_queue_events", (("output", "hook"),))]
+    assert snap[("dsrouter_output_queue_events", (("output", "hook"),))] == queued
     assert queued + dropped == 1000
     assert 100 <= queued <= 200 and dropped >= 800
     sink.up()
