@@ -71,12 +71,14 @@ def free_port(kind: int) -> int:
         return s.getsockname()[1]
 
 
-def write_config(where: Path, path: str = "archive/{module}.jsonl", extra: str = "") -> dict:
+def write_config(
+    where: Path, path: str = "archive/{module}.jsonl", extra: str = "", settings: str = ""
+) -> dict:
     """A config with a UDP and a TCP input on free ports and a file output; its ports."""
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     to = ", ev" if "output ev" in extra else ""
     where.write_text(
-        'settings { data_dir = "./data", shutdown_timeout = 15s }\n'
+        f'settings {{ data_dir = "./data", shutdown_timeout = 15s {settings} }}\n'
         f'input udp_in {{ type = "udp", listen = "127.0.0.1:{udp}" }}\n'
         f'input tcp_in {{ type = "tcp", listen = "127.0.0.1:{tcp}" }}\n'
         f'output archive {{ type = "file", path = "{path}" }}\n'
@@ -266,6 +268,27 @@ def test_run_receives_udp_and_tcp_and_ctrl_c_drains(win, started, tmp_path, even
     assert any(x.startswith("Stop with Ctrl+C or Ctrl+Break") for x in d.out)
     if eventlog_source:  # one ReportEventW per event (the source registered beforehand)
         assert len(REPORT_EVENT.findall("\n".join(d.err))) == len(archived)
+
+
+def test_parser_processes_start_with_spawn_and_drain(win, started, tmp_path):
+    """``workers = 1`` on Windows: the parser process is spawned (re-imports dsrouter, gets
+    the pickled configuration); events flow through it, and Ctrl-C drains it."""
+    conf = tmp_path / "dsrouter.conf"
+    ports = write_config(conf, settings="workers = 1")
+    d = run_daemon(win, started, conf)
+    lines = [line(f"spawn-{i}") for i in range(20)]
+    send_linux("tcp", ports["tcp"], lines, tmp_path)
+    want = {f"Test spawn-{i}" for i in range(20)}
+    wait_names(tmp_path / "data", want)
+    sent = drain_check(d, ports["tcp"], lambda: d.proc.send_signal(signal.SIGINT))
+    assert d.finish() == 0, d.tail()
+    assert sorted(names(tmp_path / "data")) == sorted(want | set(sent))
+    ids = {json.loads(x)["event_id"].split("-")[0] for x in _archived_lines(tmp_path / "data")}
+    assert len(ids) == 1, "one parser process stamped every event"
+
+
+def _archived_lines(data: Path) -> list[str]:
+    return [x for p in sorted(data.glob("archive/*.jsonl")) for x in p.read_text().splitlines()]
 
 
 def test_reload_queue_status_and_stop_over_the_control_channel(win, started, tmp_path):
