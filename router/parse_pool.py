@@ -67,7 +67,6 @@ class ParserPool:
         self._config, self._wake = config, wake
         self.answers: queue.SimpleQueue[Routed | tuple] = queue.SimpleQueue()
         self.restarts = 0
-        self._lock = threading.Lock()
         self.procs = [self._start(i) for i in range(size)]
 
     def _start(self, index: int) -> _Proc:
@@ -147,10 +146,6 @@ class ParserPool:
         for proc in self.procs:
             if proc.alive:
                 proc.outbox.put(data)
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.process.pid for p in self.procs if p.alive and p.process.pid is not None]
 
     def close(self, timeout: float = 2.0) -> None:
         """Tell every process to exit and wait for it (then make sure it has)."""

@@ -19,6 +19,7 @@ import pickle
 import signal
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -61,6 +62,11 @@ class Stamper:
                 unparsed += 1
         self.next = n
         return unparsed
+
+
+def now_stamp() -> str:
+    """``received_at`` for a batch: the wall-clock time now, ISO 8601 with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def parse_items(items: list[Item], received_at: str) -> list[dict]:

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dsrouter.delivery.deadletter import Letter
 from dsrouter.delivery.engine import Engine
-from dsrouter.parse_worker import Item, Stamper, parse_items
+from dsrouter.parse_worker import Item, Stamper, now_stamp, parse_items
 from dsrouter.pipeline_pool import PooledFlow
 
 #: The dead-letter store name for batches the pipeline itself could not route.
@@ -48,7 +47,6 @@ class Pipeline:
         self.flush_scheduled = False
         self.listeners: list[Any] = []
         self.paused = False  # receivers are paused
-        self.held = False  # ... because the engine holds a batch
         self.events_total = self.unparsed = self.batches = self.pipeline_errors = 0
         self.decisions: dict[Any, int] = {}
         self.stamper = Stamper()
@@ -56,9 +54,7 @@ class Pipeline:
     def sink_for(self, name: str):
         """The ``sink(messages, peer, truncated=False)`` callable handed to an input; its
         ``submit(events, on_done)`` attribute is :meth:`submit_events` for this input."""
-        pending = self.pending
-
-        pooled = self.pooled
+        pending, pooled = self.pending, self.pooled
 
         def sink(messages: list[bytes], peer: str, truncated: bool = False) -> None:
             pending.append((name, peer, messages, truncated))
@@ -97,7 +93,7 @@ class Pipeline:
 
     def _flush_local(self, batch: list[Item]) -> None:
         self.batches += 1
-        events = parse_items(batch, _now())
+        events = parse_items(batch, now_stamp())
         self._stamp(events)
         callbacks: list[Callable[[bool], None]] = []
         if self.parsed:
@@ -118,7 +114,6 @@ class Pipeline:
     def submit(self, batches: dict, callbacks: list[Callable[[bool], None]] | None = None) -> bool:
         """Commit routed batches through the engine; pause the receivers when it holds."""
         if not self.engine.submit(batches):
-            self.held = True
             self.pause()
             self.waiting.extend(callbacks or ())
             return False
@@ -198,7 +193,6 @@ class Pipeline:
     def tick(self) -> None:
         """Retry what the engine holds; resume the receivers once it holds nothing."""
         if self.engine.tick():
-            self.held = False
             if self.pooled is not None:
                 self.pooled.dispatch()
             if self.paused and (self.pooled is None or not self.pooled.backlogged):
@@ -221,10 +215,6 @@ class Pipeline:
             elif not d.outputs:
                 unrouted += n
         return routes, unrouted
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _settle(callbacks: list[Callable[[bool], None]], committed: bool) -> None:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import queue
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from dsrouter.delivery.engine import Encoded
-from dsrouter.parse_worker import Item, Routed, parse_items, route_batch
+from dsrouter.parse_worker import Item, Routed, now_stamp, parse_items, route_batch
 
 BATCH_MESSAGES = 500
 MAX_PENDING = 50_000
@@ -38,7 +37,6 @@ class PooledFlow:
         self.arrived: dict[int, Routed] = {}
         self.pending_messages = 0
         self.backlogged = False
-        self.lost_batches = 0  # parsed here because their process died or failed
 
     # -- sending --------------------------------------------------------------------------
     def received(self, count: int) -> None:
@@ -50,18 +48,19 @@ class PooledFlow:
 
     def dispatch(self) -> None:
         pool, pending = self.pool, self.pipe.pending
-        while pending and not self.pipe.held and pool.in_flight < max(pool.capacity, 1):
+        engine = self.pipe.engine
+        while pending and not engine.holding and pool.in_flight < max(pool.capacity, 1):
             items = _take(pending, BATCH_MESSAGES)
             count = sum(len(m) for _, _, m, _ in items)
             self.pending_messages -= count
-            batch, at = self.sent, _now()
+            batch, at = self.sent, now_stamp()
             self.sent += 1
             if not pool.send(batch, at, items):  # no process left: parse here
                 self.arrived[batch] = self._route_here(batch, at, items)
         self._commit_ready()
         if self.backlogged and self.pending_messages <= MAX_PENDING // 2:
             self.backlogged = False
-            if not self.pipe.held:
+            if not engine.holding:
                 self.pipe.resume()
 
     # -- answers --------------------------------------------------------------------------
@@ -109,7 +108,6 @@ class PooledFlow:
 
     def _route_here(self, batch: int, at: str, items: list[Item]) -> Routed:
         """Parse and route a batch in this process (real throttles: nothing is deferred)."""
-        self.lost_batches += 1
         pipe = self.pipe
         try:
             return route_batch(pipe.table, pipe.stamper, batch, items, at)
@@ -157,7 +155,7 @@ class PooledFlow:
             proc.unanswered.clear()
         while self.pipe.pending:
             items = _take(self.pipe.pending, BATCH_MESSAGES)
-            self.arrived[self.sent] = self._route_here(self.sent, _now(), items)
+            self.arrived[self.sent] = self._route_here(self.sent, now_stamp(), items)
             self.sent += 1
         self._commit_ready()
         self.pool.close()
@@ -177,7 +175,3 @@ def _take(pending: list[Item], limit: int) -> list[Item]:
             pending[0] = (name, peer, messages[room:], truncated)
             room = 0
     return items
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
