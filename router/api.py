@@ -28,6 +28,7 @@ import pluggy
 from dsrouter.options import Duration, Option, Size
 
 __all__ = [
+    "API_VERSION",
     "Duration",
     "Event",
     "Function",
@@ -39,11 +40,18 @@ __all__ = [
     "PartialFailure",
     "PermanentFailure",
     "RetryLater",
+    "RunContext",
     "Size",
     "hookimpl",
 ]
 
 hookimpl = pluggy.HookimplMarker("dsrouter")
+
+#: The plugin API this dsrouter provides, ``"MAJOR.MINOR"``. A minor release only adds (hooks,
+#: optional methods, keyword arguments with defaults); removing or changing anything bumps the
+#: major. A plugin module may declare ``dsrouter_api_version = 1`` or ``"1.1"`` (same major, at
+#: least that minor): under any other dsrouter it is refused with a clear error, not half-run.
+API_VERSION = "1.0"
 
 Event = dict[str, Any]
 
@@ -107,6 +115,15 @@ class OutputContext:
     logger: Any = None
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What the lifecycle hooks learn about the daemon that starts or stops."""
+
+    data_dir: Path
+    config_dir: Path
+    logger: Any = None
+
+
 class Output:
     """Base class of a destination. Subclasses override :meth:`send` and maybe the others.
 
@@ -164,6 +181,9 @@ class OutputType:
     options: tuple[Option, ...] = ()
     help: str = ""
     plugin: str = field(default="", compare=False)
+    #: The distribution that registered it, ``"NAME VERSION"`` (``"dsrouter 0.x"`` for the
+    #: built-ins); filled in by dsrouter at registration, for messages and ``dsrouter plugins``.
+    distribution: str = field(default="", compare=False)
     #: The ``queue`` option's default: ``"disk"`` for outputs that talk to the network (an
     #: outage should survive a restart), ``"memory"`` for local ones.
     default_queue: str = "memory"
@@ -185,6 +205,9 @@ class InputType:
     options: tuple[Option, ...] = ()
     help: str = ""
     plugin: str = field(default="", compare=False)
+    #: The distribution that registered it, ``"NAME VERSION"`` (``"dsrouter 0.x"`` for the
+    #: built-ins); filled in by dsrouter at registration, for messages and ``dsrouter plugins``.
+    distribution: str = field(default="", compare=False)
     #: Checks across options, as for :attr:`OutputType.validate`.
     validate: Callable[[Mapping[str, Any]], list[str]] | None = field(default=None, compare=False)
     #: Options naming files: the daemon resolves relative ones against the config file's folder.
@@ -211,3 +234,6 @@ class Function:
     pure: bool = True
     help: str = ""
     plugin: str = field(default="", compare=False)
+    #: The distribution that registered it, ``"NAME VERSION"`` (``"dsrouter 0.x"`` for the
+    #: built-ins); filled in by dsrouter at registration, for messages and ``dsrouter plugins``.
+    distribution: str = field(default="", compare=False)

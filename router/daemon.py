@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dsrouter.api import RunContext
 from dsrouter.control import ControlServer, DaemonLock
 from dsrouter.daemon_ops import DaemonOps
 from dsrouter.delivery.engine import Engine
@@ -108,6 +109,16 @@ class Daemon(DaemonOps):
         table = compile_routes(self.config)
         self.pipeline = Pipeline(self.engine, table, self.data_dir, self.log, pool)
 
+    def _plugins_start(self) -> bool:
+        """Log what failed to load, then call every plugin's ``dsrouter_startup``."""
+        for problem in self.plugins.problems:
+            self.log.warning("plugin_load_failed", problem=problem)
+        self.plugins.run_hook("dsrouter_startup", self._run_context(), self.log)
+        return True
+
+    def _run_context(self) -> RunContext:
+        return RunContext(self.data_dir, self.config.base_dir, self.log)
+
     def _start_parsers(self, loop: asyncio.AbstractEventLoop) -> ParserPool | None:
         """``workers`` parser processes (none: parse on the event loop)."""
         count = parser_count(self.config.settings.get("workers"))
@@ -166,8 +177,10 @@ class Daemon(DaemonOps):
         """Start everything, serve until SIGTERM/SIGINT, then drain and stop cleanly."""
         try:
             self._prepare()
+            started = False
             try:
                 self._build()
+                started = self._plugins_start()
                 self.stop_event = asyncio.Event()
                 self.loop = asyncio.get_running_loop()
                 if self._stop_requested:
@@ -184,6 +197,8 @@ class Daemon(DaemonOps):
                 await self._drain()
             finally:
                 self._shutdown()
+                if started:
+                    self.plugins.run_hook("dsrouter_shutdown", self._run_context(), self.log)
                 self.lock.release()
         finally:
             self.stopped.set()

@@ -60,6 +60,9 @@ class DaemonOps:
     async def _apply(self, config: Config) -> None:
         if config.settings.get("data_dir") != self.config.settings.get("data_dir"):
             raise DsrouterError("data_dir cannot change on reload; restart the daemon")
+        old_disabled = tuple(self.config.settings.get("disable_plugins") or ())
+        if tuple(config.settings.get("disable_plugins") or ()) != old_disabled:
+            raise DsrouterError("disable_plugins cannot change on reload; restart the daemon")
         table = compile_routes(config)
         self._reload_kept_inputs(config.inputs)  # before anything changes: may refuse
         self.pipeline.flush()  # the old table routes what was received under it

@@ -2,8 +2,7 @@
 
     DsrouterError
     ├── ConfigError      configuration could not be loaded or checked (carries diagnostics)
-    ├── StartupError     the daemon could not start (bind failure, unwritable directory)
-    └── PluginError      a plugin misbehaved at registration (duplicate type, bad hook)
+    └── StartupError     the daemon could not start (bind failure, unwritable directory)
 
 Only the CLI catches these; it prints the rendered message without a traceback and exits with
 the documented code.
@@ -81,7 +80,3 @@ class ConfigError(DsrouterError):
 
 class StartupError(DsrouterError):
     """The daemon could not start: a listener failed to bind, a directory is not writable."""
-
-
-class PluginError(DsrouterError):
-    """A plugin registered something invalid (a duplicate type name, a malformed option)."""

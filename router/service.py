@@ -167,7 +167,7 @@ def serve(config: Path, host: Any) -> str | None:
         daemon.request_stop()
     try:
         asyncio.run(daemon.run())
-    except DsrouterError as exc:  # StartupError, PluginError: a port in use, a bad data_dir
+    except DsrouterError as exc:  # StartupError: a port in use, a bad data_dir
         return str(exc)
     return None
 

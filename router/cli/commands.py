@@ -1,11 +1,11 @@
-"""The bodies of the non-daemon CLI commands: check, dry-run, test, plugins, send."""
+"""The bodies of the non-daemon CLI commands: check, dry-run, test, send."""
 
 from __future__ import annotations
 
 import os
 import stat
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import orjson
@@ -217,33 +217,6 @@ def _human_line(label, n, ev, d, explanation) -> bytes:
         return f"{where}: {what}\n{render_explain(explanation)}".encode()
     verdict = "DROPPED" if d.dropped else "outputs: " + (", ".join(d.outputs) or "(none)")
     return f"{where}: {what}\n    routes: {', '.join(d.routes) or '(none)'}  {verdict}\n".encode()
-
-
-def list_plugins(args) -> int:
-    """Print every registered input and output type with its plugin and options."""
-    from dsrouter.api import InputType, OutputType
-    from dsrouter.delivery.options import delivery_options
-    from dsrouter.plugin import Plugins
-
-    plugins = Plugins()
-    tables: tuple[tuple[str, Mapping[str, InputType | OutputType]], ...] = (
-        ("input", plugins.inputs),
-        ("output", plugins.outputs),
-    )
-    for what, table in tables:
-        for name, kind in sorted(table.items()):
-            print(f"{what} {name}  (plugin {kind.plugin}) — {kind.help}")
-            for opt in kind.options:
-                _print_option(opt)
-    print("every output also takes the delivery options (see docs/delivery.md):")
-    for opt in delivery_options():
-        _print_option(opt)
-    return EXIT_OK
-
-
-def _print_option(opt) -> None:
-    default = "required" if opt.required else f"default {opt.default!r}"
-    print(f"    {opt.name:<18} {opt.kind:<9} {default:<22} {opt.help}")
 
 
 def send(args) -> int:

@@ -21,19 +21,24 @@ def print_diagnostics(diagnostics) -> None:
 
 
 def load(args, plugins=None):
-    """Load and check the configuration named by ``-c`` (or the embedded default)."""
-    from dsrouter.dsl import load_config, load_config_text
+    """Load and check the configuration named by ``-c`` (or the embedded default).
+
+    Plugins load first, without those the configuration's ``disable_plugins`` names (read
+    before anything is imported); ``plugins`` is reused when that list did not change."""
+    from dsrouter.dsl import load_config_text
+    from dsrouter.dsl.loader import disabled_plugins, read_config
     from dsrouter.plugin import Plugins
 
-    plugins = plugins or Plugins()
-    specs = plugins.option_specs()
     if args.config:
-        config = load_config(args.config, specs)
-        source = args.config
+        path, base = str(args.config), Path(args.config).absolute().parent
+        text = read_config(args.config)
     else:
-        config = load_config_text(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, specs, base_dir=Path.cwd())
-        source = DEFAULT_CONFIG_NAME
-    return config, plugins, source
+        path, base, text = DEFAULT_CONFIG_NAME, Path.cwd(), DEFAULT_CONFIG
+    disabled = disabled_plugins(text, path)
+    if plugins is None or plugins.disabled != disabled:
+        plugins = Plugins(disabled=disabled)
+    config = load_config_text(text, path, plugins.option_specs(), base_dir=base)
+    return config, plugins, args.config or DEFAULT_CONFIG_NAME
 
 
 def print_json(obj) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from dsrouter import __version__, logs
 from dsrouter.cli.common import EXIT_INVALID, EXIT_OK, EXIT_STARTUP, load, print_diagnostics
-from dsrouter.errors import ConfigError, DsrouterError, PluginError, StartupError
+from dsrouter.errors import ConfigError, DsrouterError, StartupError
 
 DESCRIPTION = """\
 dsrouter receives Trend Micro Deep Security events over syslog (CEF or LEEF, UDP or TCP),
@@ -70,9 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
     test.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
 
-    sub.add_parser(
-        "plugins", help="list installed plugins with their input/output types and options"
+    plugins = sub.add_parser(
+        "plugins",
+        help="list installed plugins: distribution, version, types, functions, options, errors",
     )
+    plugins.add_argument("-c", "--config", metavar="FILE", help="honour its disable_plugins")
+    plugins.add_argument("--json", action="store_true", help="one JSON document, for tools")
 
     send = sub.add_parser(
         "send",
@@ -180,9 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         print(f"dsrouter: cannot start: {exc}", file=sys.stderr)
         return EXIT_STARTUP
-    except PluginError as exc:
-        print(f"dsrouter: plugin error: {exc}", file=sys.stderr)
-        return EXIT_STARTUP
     except DsrouterError as exc:
         print(f"dsrouter: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -222,7 +222,7 @@ def cmd_test(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from dsrouter.cli.commands import list_plugins
+    from dsrouter.cli.plugins import list_plugins
 
     return list_plugins(args)
 

@@ -52,6 +52,15 @@ SETTINGS: dict[str, Option] = {
         "parser processes (0: parse in the main process); default: one per core",
         validate=lambda n: None if 0 <= n <= MAX_WORKERS else f"must be 0 to {MAX_WORKERS}",
     ),
+    "disable_plugins": Option(
+        "disable_plugins",
+        "list",
+        (),
+        'plugins (or distributions) never imported; "*": every installed one',
+        validate=lambda names: (
+            None if all(isinstance(n, str) for n in names) else "expected a list of plugin names"
+        ),
+    ),
 }
 
 
@@ -71,6 +80,7 @@ def check(
     output_specs: Mapping[str, tuple[Option, ...]] = option_specs.get("output", {})
     plugin_functions: Mapping[str, Function] = option_specs.get("functions", {})
     settings = _settings([i for i in items if isinstance(i, ast.Settings)], ctx)
+    _plugin_problems(option_specs, items, rep)
     checks = option_specs.get("checks", {})
     inputs = _blocks("input", items, input_specs, ctx, checks.get("input", {}))
     outputs = _blocks("output", items, output_specs, ctx, checks.get("output", {}))
@@ -117,6 +127,23 @@ def _settings(blocks: list[ast.Settings], ctx: ValueContext) -> dict[str, Any]:
     data_dir = Path(values["data_dir"]) if isinstance(values["data_dir"], str) else Path()
     values["data_dir"] = Path(os.path.normpath(ctx.base_dir / data_dir))
     return values
+
+
+def _plugin_problems(specs: Mapping[str, Any], items: Sequence[ast.Item], rep: Reporter) -> None:
+    """W401 for each plugin that failed to load; W402 for a disabled name nothing has."""
+    for problem in specs.get("problems", ()):
+        rep.warning("W401", problem, None, "what it would have registered is unavailable")
+    known = specs.get("plugin_names")
+    if known is None:
+        return
+    for item in items:
+        for opt in item.options if isinstance(item, ast.Settings) else ():
+            if opt.key.text != "disable_plugins" or not isinstance(opt.value, ast.ListValue):
+                continue
+            for v in opt.value.items:
+                if isinstance(v, ast.Literal) and v.value not in known and v.value != "*":
+                    help = did_you_mean(str(v.value), known) or "see dsrouter plugins"
+                    rep.warning("W402", f"no installed plugin is named {v.value!r}", v.span, help)
 
 
 # ---- input and output blocks ------------------------------------------------------------
@@ -193,7 +220,10 @@ def _block_type(decl: ast.BlockDecl, type_opts: list, specs: Mapping, ctx) -> st
         shown = f' "{value}"' if isinstance(value, str) and not uses_call(node) else ""
         help = did_you_mean(value, specs) if isinstance(value, str) else None
         msg = f"unknown {decl.kind} type{shown}"
-        rep.error("E202", msg, node.span, help or f"known {decl.kind} types: {known}")
+        help = help or f"known {decl.kind} types: {known}"
+        if ctx.plugin_problems:
+            help += "; a plugin failed to load, see the W401 warnings"
+        rep.error("E202", msg, node.span, help)
         return None
     return value
 

@@ -40,13 +40,18 @@ def load_config(
     path: str | Path, option_specs: OptionSpecs, environ: Mapping[str, str] | None = None
 ) -> Config:
     """Load and check the configuration at ``path``; raises :class:`ConfigError`."""
+    base = Path(path).absolute().parent
+    text = read_config(path)
+    return load_config_text(text, str(path), option_specs, base_dir=base, environ=environ)
+
+
+def read_config(path: str | Path) -> str:
+    """The main file's text, read once (it may be a pipe); E220 when it cannot be read."""
     try:
-        text = read_text(path, CONFIG_LIMIT, regular_only=False)
+        return read_text(path, CONFIG_LIMIT, regular_only=False)
     except Refused as exc:
         diag = Diagnostic("E220", f"cannot read configuration file '{path}': {exc}")
         raise ConfigError(diagnostics=[diag]) from None
-    base = Path(path).absolute().parent
-    return load_config_text(text, str(path), option_specs, base_dir=base, environ=environ)
 
 
 def load_config_text(
@@ -59,6 +64,35 @@ def load_config_text(
     """Check configuration text; ``base_dir`` anchors relative paths (default: cwd)."""
     base = Path(base_dir if base_dir is not None else os.getcwd()).absolute()
     rep = Reporter(masker(secret_keys(option_specs)))
+    items, loader = _items(text, path, base, rep)
+    rep.raise_if_errors()
+    env = os.environ if environ is None else environ
+    ctx = ValueContext(rep, env, loader.dirs, base, bool(option_specs.get("problems")))
+    config = check(items, option_specs, ctx, loader.files)
+    rep.raise_if_errors()
+    config.warnings.extend(rep.warnings)
+    return config
+
+
+def disabled_plugins(text: str, path: str | Path) -> tuple[str, ...]:
+    """``settings { disable_plugins = [...] }`` of the configuration ``text`` read from
+    ``path`` (with its includes), found before any plugin is imported, so a disabled one is
+    never imported. Only string literals count; the real load reports anything wrong."""
+    items, _ = _items(text, str(path), Path(path).absolute().parent, Reporter())
+    names: list[str] = []
+    for item in items:
+        for opt in item.options if isinstance(item, ast.Settings) else ():
+            if opt.key.text == "disable_plugins" and isinstance(opt.value, ast.ListValue):
+                names += [
+                    v.value
+                    for v in opt.value.items
+                    if isinstance(v, ast.Literal) and isinstance(v.value, str)
+                ]
+    return tuple(names)
+
+
+def _items(text: str, path: str, base: Path, rep: Reporter) -> tuple[list[ast.Item], _Includes]:
+    """The parsed items of the main file with its includes spliced in."""
     loader = _Includes(rep)
     main = parse(text, path, rep)
     loader.dirs[path] = base
@@ -66,14 +100,7 @@ def load_config_text(
     if not path.startswith("<"):  # a real file, not "<config>" or "<stdin>"
         loader.files.append(Path(path).absolute())
         stack.append((Path(path).resolve(), None))
-    items = loader.expand(main, stack) if main is not None else []
-    rep.raise_if_errors()
-    env = os.environ if environ is None else environ
-    ctx = ValueContext(rep, env, loader.dirs, base)
-    config = check(items, option_specs, ctx, loader.files)
-    rep.raise_if_errors()
-    config.warnings.extend(rep.warnings)
-    return config
+    return (loader.expand(main, stack) if main is not None else []), loader
 
 
 class _Includes:

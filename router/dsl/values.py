@@ -28,6 +28,8 @@ class ValueContext:
     environ: Mapping[str, str]
     dirs: Mapping[str, Path]
     base_dir: Path
+    #: Some plugin failed to load: an unknown type may be one of its (E202 says so).
+    plugin_problems: bool = False
 
     def dir_of(self, path: str) -> Path:
         return self.dirs.get(path, self.base_dir)

@@ -156,6 +156,7 @@ def test_settings_defaults(tmp_path):
         "metrics": None,
         "shutdown_timeout": 10.0,
         "workers": None,
+        "disable_plugins": (),
     }
 
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from dsrouter import hookspecs
+from dsrouter import __version__, hookspecs
 from dsrouter.api import OutputType, hookimpl
 from dsrouter.cli import main
-from dsrouter.errors import PluginError
 from dsrouter.plugin import Plugins
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,10 +32,33 @@ def test_every_hook_is_documented_in_docs_plugins_md():
         assert getattr(hookspecs, name).__doc__.strip()
 
 
+def test_every_public_name_of_the_api_is_documented():
+    from dsrouter import api
+
+    doc = (ROOT / "docs" / "plugins.md").read_text()
+    table = doc[doc.index("Import only from `dsrouter.api`") : doc.index("## Hooks")]
+    assert len(api.__all__) >= 15
+    for name in api.__all__:
+        assert f"`{name}`" in table, f"dsrouter.api.{name} is not in docs/plugins.md's table"
+        obj = getattr(api, name)
+        if inspect.isclass(obj) and obj.__module__.startswith("dsrouter"):
+            assert (obj.__doc__ or "").strip(), f"dsrouter.api.{name} has no docstring"
+
+
+def test_every_hookspec_says_when_it_is_called_and_what_to_return():
+    for name in _hook_names():
+        doc = inspect.getdoc(getattr(hookspecs, name))
+        assert "Called" in doc and "Return nothing" in doc, name
+        for param in inspect.signature(getattr(hookspecs, name)).parameters:
+            assert f"``{param}``" in doc or f"{param}(" in doc, f"{name}: {param} undocumented"
+
+
 def test_builtins_register_through_the_hooks():
     p = Plugins(entry_points=False)
     assert {"file", "stdout"} <= set(p.outputs) and {"udp", "tcp"} <= set(p.inputs)
-    assert p.outputs["file"].plugin == "dsrouter.plugins.file"
+    assert p.outputs["file"].plugin == "file"
+    assert p.outputs["file"].distribution == f"dsrouter {__version__}"
+    assert p.problems == []
 
 
 class _Duplicate:
@@ -46,11 +68,13 @@ class _Duplicate:
         register(OutputType("file", lambda *a: None))
 
 
-def test_duplicate_type_names_the_plugins():
-    with pytest.raises(
-        PluginError, match="'file'.*already registered by plugin 'dsrouter.plugins.file'"
-    ):
-        Plugins(extra=[_Duplicate()], entry_points=False)
+def test_duplicate_type_names_the_plugins_and_keeps_the_first():
+    p = Plugins(extra=[_Duplicate()], entry_points=False)
+    assert p.outputs["file"].plugin == "file"
+    assert p.problems == [
+        f"plugin '_Duplicate': output type 'file' is already registered by plugin 'file' "
+        f"(dsrouter {__version__})"
+    ]
 
 
 class _Misspelled:
@@ -61,8 +85,10 @@ class _Misspelled:
 
 
 def test_misspelled_hook_is_caught():
-    with pytest.raises(Exception, match="dsrouter_register_output"):
-        Plugins(extra=[_Misspelled()], entry_points=False)
+    p = Plugins(extra=[_Misspelled()], entry_points=False)
+    [problem] = p.problems
+    assert "implements unknown hook dsrouter_register_output " in problem
+    assert "dsrouter_register_outputs" in problem  # the list of hooks it could have meant
 
 
 @pytest.fixture
