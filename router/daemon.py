@@ -160,8 +160,19 @@ class Daemon(DaemonOps):
         for key in kind.paths:  # files named relative to the configuration file
             if isinstance(options.get(key), str) and options[key]:
                 options[key] = str(self.config.base_dir / Path(options[key]).expanduser())
-        listener = kind.factory(block.name, options, self.pipeline.sink_for(block.name))
-        await listener.start()
+        try:
+            listener = kind.factory(block.name, options, self.pipeline.sink_for(block.name))
+            await listener.start()
+        except StartupError:
+            raise
+        except Exception as exc:  # a plugin's bug: one line naming it, never a traceback
+            by = f"plugin '{kind.plugin}'" + (
+                f" ({kind.distribution})" if kind.distribution else ""
+            )
+            raise StartupError(
+                f"input '{block.name}' ({block.type}, {by}) failed to start: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         return listener
 
     async def _start_servers(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -88,3 +89,47 @@ def test_startup_and_shutdown_hooks_run_once_each_and_a_raising_one_is_contained
     assert "plugin_hook_failed" in err and "cannot reach the asset database" in err
     assert "dsrouter-hooks 0.1.0" in err  # the failing plugin's distribution is named
     assert "plugin_load_failed" in err and "ZeroDivisionError" in err
+
+
+BAD_INPUT = """\
+from dsrouter.api import InputType, Option, hookimpl
+
+class Listener:
+    def __init__(self, name, options, sink):
+        self.address = ("127.0.0.1", 0)
+        self.stats = {}
+    async def start(self):
+        raise KeyError("listen")
+    def close(self):
+        pass
+
+@hookimpl
+def dsrouter_register_inputs(register):
+    register(InputType("flaky", Listener, (Option("listen", "address"),)))
+"""
+
+
+def test_an_input_plugin_that_raises_in_start_is_a_one_line_startup_error(tmp_path):
+    root = make_distribution(
+        tmp_path / "site", "dsrouter-flaky", {"dsr_flaky": BAD_INPUT}, {"flaky": "dsr_flaky"}
+    )
+    conf = tmp_path / "c.conf"
+    conf.write_text(
+        'input f { type = "flaky", listen = "127.0.0.1:0" }\n'
+        'output a { type = "file", path = "a.jsonl" }\nroute all { to a }\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "dsrouter", "run", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=False,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert (
+        "dsrouter: cannot start: input 'f' (flaky, plugin 'flaky' (dsrouter-flaky 0.1.0)) "
+        "failed to start: KeyError: 'listen'"
+    ) in proc.stderr
+    assert "Traceback" not in proc.stderr
