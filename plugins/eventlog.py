@@ -174,17 +174,23 @@ class EventLogOutput(Output):
         return f'Windows Event Log "{self.log}", source "{self.source}"'
 
     def open(self) -> None:
-        """Refuse to start off Windows, without pywin32, or while the source is missing."""
+        """Refuse to start off Windows, without pywin32, or while the source is missing.
+
+        Each refusal is a PermanentFailure: retrying cannot help, so the daemon does not
+        start (any other exception from open() would let it start and retry the open)."""
         if sys.platform != "win32":
-            raise RuntimeError(
+            raise PermanentFailure(
                 "the windows_eventlog output writes to the Windows Event Log and runs on Windows "
                 f"only (this system is {sys.platform}): remove it from this configuration or "
                 "route these events to another output"
             )
-        api = Win32EventLog()
+        try:
+            api = Win32EventLog()
+        except RuntimeError as exc:  # no pywin32
+            raise PermanentFailure(str(exc)) from None
         problem = source_problem(self.source, self.log)
         if problem:
-            raise RuntimeError(problem)
+            raise PermanentFailure(problem)
         self.api = api
         self.handle = api.register(self.source)
 

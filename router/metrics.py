@@ -150,6 +150,20 @@ _OUTPUT = (
         "Age of the oldest event waiting in the output queue.",
     ),
     (G, "dsrouter_output_in_flight", "in_flight", "Events being delivered now."),
+    (
+        C,
+        "dsrouter_output_send_timeouts",
+        "send_timeouts_total",
+        "Sends that ran past the output's send_timeout: async ones cancelled and retried, "
+        "blocking ones reported hung (they settle when the call returns).",
+    ),
+    (
+        C,
+        "dsrouter_output_open_failures",
+        "open_failures_total",
+        "Failed open() calls of the output; while it is not open, its worker retries with "
+        "backoff and its queue fills.",
+    ),
 )
 _RELOAD = (
     (G, "dsrouter_reload_success", "success", "1 if the last configuration reload succeeded."),

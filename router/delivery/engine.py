@@ -7,54 +7,32 @@ output's share to that output's queue and returns at once. When a queue is full 
 its receivers (TCP flow control reaches the sender). A queue that cannot be written at all
 (its disk is full) is held the same way, whatever the policy: nothing is lost, the sender waits.
 Held batches are retried when a worker makes progress and on every :meth:`Engine.tick`.
+
+An output whose ``open()`` fails at start-up (other than PermanentFailure) does not stop the
+daemon: its lane starts closed and its worker retries ``open()``; one watchdog thread reports
+sends that run past their output's ``send_timeout`` (:mod:`~dsrouter.delivery.isolation`).
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from dsrouter.api import Event, Output, OutputContext, OutputType
 from dsrouter.delivery.deadletter import DeadLetters
 from dsrouter.delivery.diskqueue import DiskQueue
+from dsrouter.delivery.isolation import Origin, Watchdog, open_output, refusal
+from dsrouter.delivery.lanes import Encoded, Lane, batch_of, payloads_of, queue_dir, quietly_close
 from dsrouter.delivery.memqueue import MemoryQueue, estimate_size
 from dsrouter.delivery.options import DeliveryOptions
 from dsrouter.delivery.queue import Queue, QueueFull
 from dsrouter.delivery.worker import Worker
 from dsrouter.errors import StartupError
 
-_DUMPS = orjson.dumps
-
-
-@dataclass(eq=False)
-class Lane:
-    """An output with its queue, worker and the batches waiting for room."""
-
-    name: str
-    type: str
-    options: dict[str, Any]
-    delivery: DeliveryOptions
-    output: Output
-    queue: Queue
-    worker: Worker
-    held: deque[list[Event]] = field(default_factory=deque)
-    dropped: Counter = field(default_factory=Counter)
-    hold_reason: str = ""
-    retiring: bool = False  # removed by a reload: drains, takes nothing new
-
-    def same_as(self, block: Any) -> bool:
-        return self.type == block.type and self.options == block.options
-
-
-def queue_dir(data_dir: Path, output: str) -> Path:
-    """Where an output's disk queue (or a memory queue's spill) lives: named by output."""
-    return data_dir / "queues" / output
+__all__ = ["Encoded", "Engine", "Lane", "queue_dir"]
 
 
 class Engine:
@@ -79,38 +57,57 @@ class Engine:
         self.lanes: dict[str, Lane] = {}
         self.retired: list[Lane] = []
         self.lost: Counter[str] = Counter()
+        self.watchdog = Watchdog(self._workers, log)
 
     # -- building -------------------------------------------------------------------------
     def open(self, blocks: Sequence[Any]) -> None:
-        """Start a lane for every output block; StartupError names the one that failed."""
+        """Start a lane for every output block; StartupError names the one that cannot start
+        (an ``open()`` that raised anything but PermanentFailure is retried by its worker)."""
+        if self.watchdog.thread is None:
+            self.watchdog.start()
         for block in blocks:
             self.lanes[block.name] = self._lane(block)
 
     def _lane(self, block: Any, queue: Queue | None = None, output: Output | None = None) -> Lane:
         delivery, _ = DeliveryOptions.split(block.options)
-        output = output or self._open_output(block)
+        error = None
+        if output is None:
+            output, error = self._open_output(block)
         try:
             queue = queue or self._queue(block.name, delivery)
         except OSError as exc:
-            output.close()
+            if error is None:
+                quietly_close(output, self.log)
             raise StartupError(f"output '{block.name}': cannot open its queue: {exc}") from exc
         worker = Worker(
-            block.name, output, queue, self.dead_letters, delivery, self.log, self.on_progress
+            block.name,
+            output,
+            queue,
+            self.dead_letters,
+            delivery,
+            self.log,
+            self.on_progress,
+            origin=self._origin(block),
+            opened=error is None,
         )
+        if error is not None:
+            worker.open_failed(error)
         worker.start()
         return Lane(block.name, block.type, dict(block.options), delivery, output, queue, worker)
 
-    def _open_output(self, block: Any) -> Output:
+    def _origin(self, block: Any) -> Origin:
+        origin = Origin.of(self.types.get(block.type))
+        return origin if origin.type else Origin(block.type, origin.plugin, origin.distribution)
+
+    def _open_output(self, block: Any) -> tuple[Output, str | None]:
+        """The block's output and, when its ``open()`` raised (to be retried), why."""
         _, own = DeliveryOptions.split(block.options)
         ctx = OutputContext(data_dir=self.data_dir, config_dir=self.config_dir, logger=self.log)
-        try:
-            output = self.types[block.type].factory(block.name, own, ctx)
-            output.open()
-        except Exception as exc:
-            raise StartupError(
-                f"output '{block.name}' ({block.type}) failed to start: {exc}"
-            ) from exc
-        return output
+        return open_output(self.types[block.type], block.name, own, ctx)
+
+    def _workers(self) -> list[Worker]:
+        """Every running lane's worker (the watchdog's view)."""
+        return [lane.worker for lane in [*self.lanes.values(), *self.retired]]
 
     def _queue(self, name: str, opts: DeliveryOptions) -> Queue:
         where = queue_dir(self.data_dir, name)
@@ -136,7 +133,7 @@ class Engine:
                 self._commit(lane, None, events)
             elif lane.queue.durable:
                 payloads = payloads if payloads is not None else {}
-                self._commit(lane, events, _payloads(events, payloads))
+                self._commit(lane, events, payloads_of(events, payloads))
             else:
                 self._commit(lane, events, None)
         return not self.holding
@@ -151,12 +148,12 @@ class Engine:
         except QueueFull:
             self._full(lane, events, payloads)
         except OSError as exc:
-            self._hold(lane, _batch(events, payloads), f"queue unwritable: {exc}")
+            self._hold(lane, batch_of(events, payloads), f"queue unwritable: {exc}")
 
     def _full(self, lane: Lane, events: list[Event] | None, payloads: list[bytes] | None) -> None:
         policy = lane.delivery.when_full
         if policy == "block":
-            self._hold(lane, _batch(events, payloads), "queue full")
+            self._hold(lane, batch_of(events, payloads), "queue full")
             return
         if payloads is not None:
             sizes = [len(p) for p in payloads]
@@ -217,7 +214,7 @@ class Engine:
         if batch.__class__ is Encoded:
             lane.queue.publish(None, batch)
         else:
-            data = _payloads(batch, cache) if lane.queue.durable else None
+            data = payloads_of(batch, cache) if lane.queue.durable else None
             lane.queue.publish(batch, data)
 
     # -- reload ---------------------------------------------------------------------------
@@ -232,11 +229,14 @@ class Engine:
         ]
         opened: dict[str, Output] = {}
         try:
-            for block in changed:
-                opened[block.name] = self._open_output(block)
+            for block in changed:  # a running daemon keeps its old output rather than none
+                output, error = self._open_output(block)
+                if error is not None:
+                    raise refusal(block.name, self._origin(block), error)
+                opened[block.name] = output
         except StartupError:
             for output in opened.values():
-                _quietly_close(output, self.log)
+                quietly_close(output, self.log)
             raise
         for name in [n for n in self.lanes if n not in wanted]:
             self._retire(self.lanes.pop(name))
@@ -255,8 +255,9 @@ class Engine:
         """The changed block's new output on the lane's queue (a new queue if its type
         changed: the old one's backlog stays in the directory the new one reads)."""
         new_opts, _ = DeliveryOptions.split(block.options)
-        if self._stop_lane(lane, time.monotonic() + 10.0):
-            _quietly_close(lane.output, self.log)
+        wait = 0.0 if lane.worker.sends.hung else 10.0  # a hung send: do not stall the loop
+        if self._stop_lane(lane, time.monotonic() + wait) and lane.worker.is_open:
+            quietly_close(lane.output, self.log)
         queue: Queue | None = lane.queue
         if new_opts.queue == lane.delivery.queue:
             lane.queue.max_events = new_opts.queue_max_events
@@ -295,6 +296,7 @@ class Engine:
             self._flush_held(lane)
             left[lane.name] = lane.queue.stats().events
             self._close_lane(lane, deadline)
+        self.watchdog.stop()
         return left
 
     def lift_limits(self) -> None:
@@ -322,13 +324,14 @@ class Engine:
             self.log.error(
                 "output_stop_timeout",
                 output=lane.name,
+                **lane.worker.origin.fields(),
                 help="a send() did not return; its batch stays queued",
             )
         return stopped
 
     def _close_lane(self, lane: Lane, deadline: float) -> None:
-        if self._stop_lane(lane, deadline):
-            _quietly_close(lane.output, self.log)
+        if self._stop_lane(lane, deadline) and lane.worker.is_open:  # never opened: no close
+            quietly_close(lane.output, self.log)
         queued = lane.queue.stats().events
         try:
             lane.queue.close()
@@ -354,6 +357,8 @@ class Engine:
                 dropped["lost"] = self.lost[lane.name]
             entry.update(
                 type=lane.type,
+                plugin=lane.worker.origin.plugin,
+                distribution=lane.worker.origin.distribution,
                 queue_type="disk" if lane.queue.durable else "memory",
                 queue_events=stats.events + sum(len(b) for b in lane.held),
                 queue_bytes=stats.bytes,
@@ -372,36 +377,3 @@ class Engine:
             )
             out[lane.name] = entry
         return out
-
-
-def _quietly_close(output: Output, log: Any) -> None:
-    """Close an output; a broken close is logged, never raised (it must not hide others)."""
-    try:
-        output.close()
-    except Exception as exc:
-        log.error("output_close_failed", output=output.name, error=str(exc))
-
-
-class Encoded(list):
-    """A batch of events as their JSON payloads (``orjson.dumps(event)``), no dicts."""
-
-    __slots__ = ()
-
-
-def _batch(events: list[Event] | None, payloads: list[bytes] | None) -> list[Event] | Encoded:
-    """What a lane holds: the events, or the payloads when they are all there is."""
-    if events is not None:
-        return events
-    return payloads if payloads.__class__ is Encoded else Encoded(payloads or ())
-
-
-def _payloads(events: list[Event], cache: dict[int, bytes]) -> list[bytes]:
-    """Serialize each event once, however many durable queues take it."""
-    out = []
-    for ev in events:
-        key = id(ev)
-        data = cache.get(key)
-        if data is None:
-            data = cache[key] = _DUMPS(ev, default=str)
-        out.append(data)
-    return out

@@ -1,7 +1,8 @@
 """The delivery options every output block accepts, whatever its type.
 
 ``queue``, ``queue_max_events``, ``queue_max_bytes``, ``when_full``, ``batch`` and ``flush`` are
-fixed by the user-facing contract; the retry and fsync options are dsrouter's additions. They
+fixed by the user-facing contract; the retry, ``send_timeout`` and fsync options are dsrouter's
+additions. They
 are checked by ``dsrouter check`` like a type's own options and split off before the output's
 factory sees its options.
 """
@@ -49,6 +50,13 @@ def delivery_options(default_queue: str = "memory") -> tuple[Option, ...]:
             "failures for ever; the queue limit and when_full bound the backlog)",
         ),
         Option(
+            "send_timeout",
+            "duration",
+            Duration(300.0),
+            help="a send() running longer is cancelled and retried (async) or reported hung "
+            "(blocking); 0: no limit",
+        ),
+        Option(
             "fsync",
             "enum",
             "interval",
@@ -75,6 +83,7 @@ class DeliveryOptions:
     retry_initial: float = 1.0
     retry_max: float = 60.0
     max_attempts: int = 0
+    send_timeout: float = 300.0
     fsync: str = "interval"
     fsync_interval: float = 1.0
 

@@ -3,8 +3,12 @@
 Each output has its own worker with ``output.concurrency`` threads (1 for most), so a slow,
 hanging or dead output holds up nothing but its own queue. A thread loops:
 
+0. while the output is not open (its first ``open()`` raised), retry ``open()`` with the
+   backoff and fetch nothing: the queue keeps what arrives, under its ``when_full`` policy;
 1. ``fetch`` up to ``batch`` records (waiting up to ``flush`` to fill the batch);
-2. ``send()`` them (``async def send`` runs on the thread's own event loop);
+2. ``send()`` them (``async def send`` runs on the thread's own event loop, cancelled after
+   ``send_timeout``; a blocking one past it is reported hung by the engine's watchdog, see
+   :mod:`~dsrouter.delivery.isolation`);
 3. settle by outcome: delivered → ``ack``; :class:`PermanentFailure` or the rejected part of a
    :class:`PartialFailure` → dead letter, then ``ack``; transient → ``nak`` and the whole
    output pauses for the backoff delay (exponential with jitter, or the peer's
@@ -22,7 +26,6 @@ import inspect
 import random
 import threading
 import time
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,51 +33,24 @@ import orjson
 
 from dsrouter.api import Output, PartialFailure, PermanentFailure, RetryLater
 from dsrouter.delivery.deadletter import DeadLetters, Letter
+from dsrouter.delivery.isolation import IDLE_WAIT, Guarded, Origin, Sends, SendTimedOut
+from dsrouter.delivery.latency import LATENCY_BUCKETS, Latency
 from dsrouter.delivery.options import DeliveryOptions
 from dsrouter.delivery.queue import Queue, Record
 
+__all__ = ["LATENCY_BUCKETS", "Latency", "Worker"]
+
 _DUMPS = orjson.dumps
-
-#: Delivery-latency histogram bounds in seconds (commit to the queue → output success).
-LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, float("inf"))
-_IDLE_WAIT = 0.25
+_IDLE_WAIT = IDLE_WAIT
 
 
-class Latency:
-    """A cumulative histogram kept with plain integers (read by the metrics collector)."""
+class Worker(Guarded):
+    """Delivers one output's queue; see the module docstring for the loop.
 
-    def __init__(self) -> None:
-        self.counts = [0] * len(LATENCY_BUCKETS)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, now: float, records: Sequence[Record]) -> None:
-        """Records committed together share ``enqueued_at``: one bucket look-up per run."""
-        counts, last, bucket, age = self.counts, None, 0, 0.0
-        for r in records:
-            if r.enqueued_at != last:
-                last = r.enqueued_at
-                age = max(0.0, now - last)
-                bucket = bisect_left(LATENCY_BUCKETS, age)
-            counts[bucket] += 1
-            self.sum += age
-        self.count += len(records)
-
-    def snapshot(self) -> dict[str, Any]:
-        cumulative, total = [], 0
-        for n in self.counts:
-            total += n
-            cumulative.append(total)
-        return {
-            "buckets": list(LATENCY_BUCKETS),
-            "counts": cumulative,
-            "sum": self.sum,
-            "count": self.count,
-        }
-
-
-class Worker:
-    """Delivers one output's queue; see the module docstring for the loop."""
+    ``opened=False``: the output's first ``open()`` failed (the engine calls
+    :meth:`open_failed`); the worker retries it before fetching anything. ``origin`` names the
+    plugin and distribution in every log event about this output.
+    """
 
     def __init__(
         self,
@@ -85,17 +61,26 @@ class Worker:
         options: DeliveryOptions,
         log: Any,
         on_progress: Callable[[], None] = lambda: None,
+        *,
+        origin: Origin | None = None,
+        opened: bool = True,
     ) -> None:
         self.name, self.output, self.queue = name, output, queue
         self.dead_letters, self.options, self.log = dead_letters, options, log
         self.on_progress = on_progress
+        self.origin = origin or Origin()
         self.threads: list[threading.Thread] = []
         self.stopping = threading.Event()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # counters; never held while calling the output
+        self.ops = threading.Lock()  # open and reopen never overlap a send
+        self.sends = Sends()
         self.resume_at = 0.0  # monotonic; the output pauses after a transient failure
         self.failures = 0  # consecutive transient failures, for the backoff
         self.busy = 0  # sends in progress
         self.reopen_wanted = False
+        self.is_open = opened
+        self.open_failures = 0
+        self.open_at = 0.0  # monotonic: the next open() attempt while not open
         self.delivered = self.retried = self.failed = self.dead = 0
         self.last_error = ""
         self.last_error_at = 0.0
@@ -103,7 +88,7 @@ class Worker:
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        for i in range(max(1, int(getattr(self.output, "concurrency", 1) or 1))):
+        for i in range(_concurrency(self.output)):
             thread = threading.Thread(target=self._run, name=f"output-{self.name}-{i}", daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -117,14 +102,22 @@ class Worker:
         return not any(t.is_alive() for t in self.threads)
 
     def request_reopen(self) -> None:
-        """Ask the worker to call ``output.reopen()`` between batches (SIGHUP, logrotate)."""
+        """Ask the worker to call ``output.reopen()`` between batches (SIGHUP, logrotate); an
+        output that never opened tries ``open()`` again at once instead."""
         self.reopen_wanted = True
+        if not self.is_open:
+            self.open_at = 0.0
 
     @property
     def state(self) -> str:
-        """``ok``, ``retrying`` (paused after a transient failure) or ``stopped``."""
+        """``ok``; ``retrying`` (paused after a transient failure); ``opening`` (its open()
+        failed, retried with backoff); ``hung`` (a send ran past ``send_timeout``); ``stopped``."""
         if self.stopping.is_set():
             return "stopped"
+        if self.sends.hung:
+            return "hung"
+        if not self.is_open:
+            return "opening"
         return "retrying" if self.failures else "ok"
 
     # -- the loop -------------------------------------------------------------------------
@@ -132,7 +125,7 @@ class Worker:
         loop = asyncio.new_event_loop() if inspect.iscoroutinefunction(self.output.send) else None
         try:
             while not self.stopping.is_set():
-                if self._paused() or self._maybe_reopen():
+                if self._paused() or not self._ensure_open() or self._maybe_reopen():
                     continue
                 records = self._fetch()
                 if records:
@@ -151,13 +144,13 @@ class Worker:
     def _maybe_reopen(self) -> bool:
         if not self.reopen_wanted:
             return False
-        with self.lock:
+        with self.ops:
             if not self.reopen_wanted or self.busy:
                 return False
             self.reopen_wanted = False
             try:
                 self.output.reopen()
-            except Exception as exc:  # a failed reopen shows as the output's last error
+            except BaseException as exc:  # a failed reopen shows as the output's last error
                 self._note_error(f"reopen failed: {exc}")
         return True
 
@@ -174,35 +167,42 @@ class Worker:
         return records
 
     def _deliver(self, records: list[Record], loop: asyncio.AbstractEventLoop | None) -> None:
-        with self.lock:
+        with self.ops:
             self.busy += 1
+        send = self.sends.begin(len(records), loop is not None)
         try:
             error = self._send(records, loop)
         finally:
-            with self.lock:
+            hung_for = self.sends.end(send)
+            with self.ops:
                 self.busy -= 1
+        if hung_for is not None:
+            self._returned(hung_for, error)
         self._settle(records, error)
         self.on_progress()
 
     def _send(
         self, records: list[Record], loop: asyncio.AbstractEventLoop | None
-    ) -> Exception | None:
+    ) -> BaseException | None:
         output = self.output
         try:
             if loop is not None:
                 send: Any = output.send  # an ``async def send``
-                loop.run_until_complete(send([r.event for r in records]))
+                loop.run_until_complete(self._bounded(send([r.event for r in records])))
             elif output.takes_payloads:
                 output.send_payloads([r.payload or _DUMPS(r.data, default=str) for r in records])
             else:
                 output.send([r.event for r in records])
             output.flush()
-        except Exception as exc:  # the output's failure is data, never a crash
+        except SendTimedOut as exc:
+            self._cancelled()
+            return exc
+        except BaseException as exc:  # the output's failure is data, never a crash
             return exc
         return None
 
     # -- settling -------------------------------------------------------------------------
-    def _settle(self, records: list[Record], error: Exception | None) -> None:
+    def _settle(self, records: list[Record], error: BaseException | None) -> None:
         if error is None:
             self._delivered(records)
         elif isinstance(error, PartialFailure):
@@ -246,13 +246,13 @@ class Worker:
         ]
         self._dead_letter(records, letters)
 
-    def _transient(self, records: list[Record], error: Exception, retry_after: Any) -> None:
+    def _transient(self, records: list[Record], error: BaseException, retry_after: Any) -> None:
         kind = (
             "retry requested"
             if isinstance(error, RetryLater | PartialFailure)
             else type(error).__name__
         )
-        reason = f"{kind}: {error}"
+        reason = str(error) if isinstance(error, SendTimedOut) else f"{kind}: {error}"
         self._failed(records)
         limit = self.options.max_attempts
         spent = [r for r in records if limit and r.attempts >= limit]
@@ -277,6 +277,7 @@ class Worker:
             self.log.warning(
                 "delivery_failed",
                 output=self.name,
+                **self.origin.fields(),
                 events=len(records),
                 failures=self.failures,
                 retry_in=round(delay, 3),
@@ -294,11 +295,12 @@ class Worker:
             self.dead += len(records)
         self._note_error(letters[-1].reason)
         self.log.error(
-            "events_dead_lettered", output=self.name, events=len(records), reason=letters[-1].reason
+            "events_dead_lettered",
+            output=self.name,
+            **self.origin.fields(),
+            events=len(records),
+            reason=letters[-1].reason,
         )
-
-    def _note_error(self, reason: str) -> None:
-        self.last_error, self.last_error_at = reason[:500], time.time()
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for metrics, stats lines and ``queue status``."""
@@ -308,8 +310,18 @@ class Worker:
                 "retried_total": self.retried,
                 "failed_total": self.failed,
                 "dead_lettered_total": self.dead,
+                "send_timeouts_total": self.sends.timeouts,
+                "open_failures_total": self.open_failures,
                 "state": self.state,
                 "last_error": self.last_error,
                 "last_error_at": self.last_error_at,
                 "latency": self.latency.snapshot(),
             }
+
+
+def _concurrency(output: Output) -> int:
+    """``output.concurrency`` as a thread count; anything unusable counts as 1."""
+    try:
+        return max(1, int(getattr(output, "concurrency", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
