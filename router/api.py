@@ -127,10 +127,14 @@ class RunContext:
 class Output:
     """Base class of a destination. Subclasses override :meth:`send` and maybe the others.
 
-    Every method runs on the output's own worker thread (never on the receivers' event loop),
-    one call at a time unless :attr:`concurrency` is above 1, in which case up to that many
-    ``send()`` calls run at once on separate threads (an HTTP output with keep-alive
-    connections, for example); ``open``, ``reopen`` and ``close`` never overlap a ``send``.
+    ``send``, ``send_payloads`` and ``flush`` run on the output's own worker thread (never on
+    the receivers' event loop), one call at a time unless :attr:`concurrency` is above 1, in
+    which case up to that many ``send()`` calls run at once on separate threads (an HTTP output
+    with keep-alive connections, for example). ``reopen`` and the retries of an ``open`` that
+    raised run on a worker thread between batches. The factory, the first ``open``,
+    ``describe`` and ``close`` run on the daemon's main thread: keep them short and bounded.
+    ``open``, ``reopen`` and ``close`` never overlap a ``send``; ``close`` is called only after
+    a successful ``open``. The output's ``send_timeout`` bounds a send (see docs/plugins.md).
     """
 
     #: How many batches may be in flight at once (each on its own worker thread).

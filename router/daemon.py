@@ -350,7 +350,7 @@ class Daemon(DaemonOps):
         assert self.engine is not None
         for name, lane in self.engine.lanes.items():
             queue = lane.delivery.queue
-            out.append(f"  output {name}  {lane.output.describe()}  queue={queue}")
+            out.append(f"  output {name}  {_describe(lane.output)}  queue={queue}")
         if self.metrics is not None:
             host, port = self.metrics.address
             out.append(f"  metrics http://{host}:{port}/metrics  http://{host}:{port}/healthz")
@@ -362,6 +362,14 @@ class Daemon(DaemonOps):
             self.log.info(
                 "listener_started", input=block.name, type=block.type, address=f"{host}:{port}"
             )
+
+
+def _describe(output: Any) -> str:
+    """``output.describe()``, or its type when a plugin's ``describe`` raises."""
+    try:
+        return str(output.describe())
+    except Exception as exc:  # the banner must not crash on a plugin's bug
+        return f"{type(output).__name__} (describe() raised {type(exc).__name__})"
 
 
 _STOP_HELP = (

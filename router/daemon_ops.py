@@ -170,14 +170,19 @@ class DaemonOps:
         if not self.reload_state.get("success", 1):
             reasons.append("last reload failed: " + "; ".join(self.reload_state["errors"])[:300])
         for name, out in (self.engine.snapshot() if self.engine else {}).items():
-            if out["state"] == "retrying":
-                reasons.append(f"output {name} is failing: {out['last_error']}")
+            state = out["state"]
+            if state in _UNHEALTHY:
+                reasons.append(f"output {name} {_UNHEALTHY[state]}: {out['last_error']}")
             if out["hold_reason"]:
                 reasons.append(f"output {name} applies back-pressure: {out['hold_reason']}")
             fill = _fill(out)
             if fill > QUEUE_WARN:
                 reasons.append(f"output {name} queue is {fill:.0%} full")
         return not reasons, reasons
+
+
+#: Worker states /healthz reports, in words.
+_UNHEALTHY = {"retrying": "is failing", "opening": "is not open", "hung": "is hung"}
 
 
 def _fill(out: dict[str, Any]) -> float:

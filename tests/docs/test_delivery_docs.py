@@ -57,6 +57,8 @@ def test_metrics_named_in_delivery_md_exist(tmp_path):
                 "corrupt_total": 1,
                 "dropped_total": {"x": 1},
                 "dead_lettered_total": 1,
+                "send_timeouts_total": 1,
+                "open_failures_total": 1,
             }
         },
         "reload": {"success": 1, "timestamp": 1.0, "total": 1, "failed_total": 0},

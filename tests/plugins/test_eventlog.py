@@ -262,7 +262,7 @@ def test_eventlog_commands_refuse_on_linux_in_one_line(capsys, action):
 
 def test_it_is_a_builtin_output_type():
     kind = Plugins(entry_points=False).outputs["windows_eventlog"]
-    assert kind.plugin == "dsrouter.plugins.eventlog" and kind.default_queue == "memory"
+    assert kind.plugin == "eventlog" and kind.default_queue == "memory"
 
 
 # ---- delivery outcomes (the pywin32 calls stood in for: Wine's never fail) -----------------

@@ -508,7 +508,7 @@ def test_open_rejects_inconsistent_options(make, opts, message):
 
 
 def test_registered_as_disk_queued_builtin_with_one_connection():
-    assert KIND.default_queue == "disk" and KIND.plugin == "dsrouter.plugins.siem"
+    assert KIND.default_queue == "disk" and KIND.plugin == "siem"
     assert siem.SiemOutput.concurrency == 1
 
 

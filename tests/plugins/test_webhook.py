@@ -683,7 +683,7 @@ def test_mutual_tls_with_client_certificate(ca, make, tmp_path):
 
 
 def test_registered_as_disk_queued_builtin():
-    assert KIND.default_queue == "disk" and KIND.plugin == "dsrouter.plugins.webhook"
+    assert KIND.default_queue == "disk" and KIND.plugin == "webhook"
     secret = {o.name for o in KIND.options if o.secret}
     assert secret == {"url", "headers", "bearer_token", "basic_auth"}
 
