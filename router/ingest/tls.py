@@ -151,6 +151,7 @@ class TlsListener(TcpListener):
         self.peer_names: Sequence[str] = tls.peer_names
         self.stats["tls_failed_total"] = 0
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._verified_paused: set[_TcpConnection] = set()  # held data waits for resume()
         self._logged: dict[str, float] = {}  # "host reason" -> when last logged
 
     def reload(self) -> None:
@@ -192,11 +193,24 @@ class TlsListener(TcpListener):
                     conn, secure, f"the sender's certificate names ({shown}) are not in peer_names"
                 )
                 return
-        if self.paused:
+        if self.paused:  # what came with the handshake waits for resume() too
             secure.pause_reading()
+            self._verified_paused.add(conn)
+            return
+        self._release(conn)
+
+    def _release(self, conn: _TcpConnection) -> None:
+        """Hand over what arrived with the handshake; the connection reads freely from now."""
         held, conn.held = conn.held or [], None
         for chunk in held:
             conn.data_received(chunk)
+
+    def resume(self) -> None:
+        super().resume()
+        waiting, self._verified_paused = self._verified_paused, set()
+        for conn in waiting:
+            if conn in self.connections:
+                self._release(conn)
 
     def _fail(self, conn: _TcpConnection, transport: Any, why: str) -> None:
         self.stats["tls_failed_total"] += 1
