@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from dsrouter import __version__, logs
 from dsrouter.cli.common import EXIT_INVALID, EXIT_OK, EXIT_STARTUP, load, print_diagnostics
+from dsrouter.cli.scaffold import add_parser as add_plugin_parser
 from dsrouter.errors import ConfigError, DsrouterError, StartupError
 
 DESCRIPTION = """\
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _delivery_parsers(sub, cfg_help)
     _tls_parser(sub)
     _windows_parsers(sub, cfg_help)
+    add_plugin_parser(sub)  # dsrouter plugin new NAME (router/cli/scaffold.py)
     return p
 
 
@@ -227,6 +229,12 @@ def cmd_plugins(args) -> int:
     return list_plugins(args)
 
 
+def cmd_plugin(args) -> int:
+    from dsrouter.cli.scaffold import plugin_command
+
+    return plugin_command(args)
+
+
 def cmd_send(args) -> int:
     from dsrouter.cli.commands import send
 
@@ -275,6 +283,7 @@ COMMANDS = {
     "dry-run": cmd_dry_run,
     "test": cmd_test,
     "plugins": cmd_plugins,
+    "plugin": cmd_plugin,
     "send": cmd_send,
     "reload": cmd_reload,
     "dlq": cmd_dlq,

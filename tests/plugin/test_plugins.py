@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import sys
 from pathlib import Path
@@ -92,29 +91,60 @@ def test_misspelled_hook_is_caught():
 
 
 @pytest.fixture
-def csv_plugin(monkeypatch):
-    path = ROOT / "examples" / "plugin-csv" / "dsrouter_csv" / "__init__.py"
-    spec = importlib.util.spec_from_file_location("dsrouter_csv", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setitem(sys.modules, "dsrouter_csv", module)
-    original = Plugins.__init__
+def assets_plugin(monkeypatch, tmp_path):
+    """examples/plugin-assets found through a real entry point, as pip leaves it installed."""
+    import shutil
 
-    def init(self, extra=(), entry_points=True):
-        original(self, extra=[*extra, module], entry_points=entry_points)
+    from .fakedist import make_distribution
 
-    monkeypatch.setattr(Plugins, "__init__", init)
-    return module
-
-
-def test_example_third_party_plugin_is_checked_and_listed(csv_plugin, tmp_path, capsys):
-    conf = tmp_path / "c.conf"
-    conf.write_text(
-        'output sheet { type = "csv", path = "e.csv", colums = ["a"] }\nroute all { to sheet }\n'
+    site = make_distribution(
+        tmp_path / "site", "dsrouter-assets", {}, {"assets": "dsrouter_assets"}
     )
+    source = ROOT / "examples" / "plugin-assets" / "dsrouter_assets"
+    shutil.copytree(source, site / "dsrouter_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    for name in [
+        m for m in sys.modules if m == "dsrouter_assets" or m.startswith("dsrouter_assets.")
+    ]:
+        del sys.modules[name]
+
+
+def test_example_third_party_plugin_is_checked_and_listed(assets_plugin, tmp_path, capsys):
+    import json
+
+    conf = tmp_path / "c.conf"
+    good = (
+        'output tickets { type = "github_issue", repo = "secops/incidents", token = "t",\n'
+        '                 labels = ["ds"] }\n'
+        "route severe {\n"
+        '  when severity >= 8 and asset_criticality(host) in ["high", "critical"]\n'
+        "  set owner = asset_owner(host)\n"
+        "  to tickets\n"
+        "}\n"
+        "route _unmatched { drop }\n"
+    )
+    conf.write_text(good.replace("labels =", "lables ="))
     assert main(["check", "-c", str(conf)]) == 1
-    assert "colums" in capsys.readouterr().err  # a plugin's options are checked strictly
-    conf.write_text('output sheet { type = "csv", path = "e.csv" }\nroute all { to sheet }\n')
+    err = capsys.readouterr().err  # a plugin's options are checked strictly, at their place
+    assert f"{conf}:2:18: error[E204]: unknown option 'lables' in output 'tickets'" in err
+    assert "did you mean 'labels'?" in err
+    conf.write_text(good.replace('repo = "secops/incidents"', 'repo = "incidents"'))
+    assert main(["check", "-c", str(conf)]) == 1
+    assert "OWNER/NAME" in capsys.readouterr().err  # the option's own validate()
+    conf.write_text(good.replace("asset_owner(host)", "asset_owner(severity)"))
+    assert main(["check", "-c", str(conf)]) == 1
+    assert "asset_owner" in capsys.readouterr().err  # argument types, as for a built-in
+    conf.write_text(good)
     assert main(["check", "-c", str(conf)]) == 0
+    capsys.readouterr()
     assert main(["plugins"]) == 0
-    assert "output csv" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "plugin assets  dsrouter-assets 0.1.0  entry point" in out
+    assert "output github_issue" in out
+    assert "function asset_owner(string) -> string  (not pure)" in out
+    assert main(["plugins", "--json"]) == 0
+    [info] = [p for p in json.loads(capsys.readouterr().out)["plugins"] if p["name"] == "assets"]
+    assert info["distribution"] == "dsrouter-assets" and info["error"] is None
+    assert info["outputs"] == ["github_issue"]
+    assert info["functions"] == ["asset_owner", "asset_criticality"]
