@@ -56,7 +56,9 @@ def default_text(opt: Option) -> str:
     if opt.default is None:
         return "none"
     try:
-        return literal(list(opt.default) if isinstance(opt.default, tuple) else opt.default)
+        if isinstance(opt.default, list | tuple):
+            return "[" + ", ".join(literal(v) for v in opt.default) + "]"
+        return literal(opt.default)
     except (TypeError, ValueError):  # a default no literal can write (a plugin's own object)
         return repr(opt.default)
 

@@ -230,6 +230,10 @@ def test_plugins_lists_distributions_registrations_errors_and_human_units(instal
         "secret": False,
         "help": timeout["help"],
     }
+    statuses = next(
+        o for o in doc["outputs"]["webhook"]["options"] if o["name"] == "retry_statuses"
+    )
+    assert statuses["default"] == "[408, 429, 500, 502, 503, 504]"
     url = next(o for o in doc["outputs"]["webhook"]["options"] if o["name"] == "url")
     assert url["required"] and url["secret"]
     batch = next(o for o in doc["delivery_options"] if o["name"] == "queue_max_bytes")
