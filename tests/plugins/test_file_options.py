@@ -95,7 +95,7 @@ def test_plugins_lists_the_new_options(capsys):
     block = out.split("output file", 1)[1].split("\noutput ", 1)[0]
     for name in ("rotate", "retain", "keep", "compress", "mode", "sync"):
         assert re.search(rf"^\s+{name}\s", block, re.M), name
-    assert re.search(r"^\s+rotate\s+enum_or_size", block, re.M)
+    assert re.search(r"^\s+rotate\s+\"daily\"\|\"hourly\"\|size\s", block, re.M)
 
 
 @pytest.mark.parametrize(("sync", "expected"), [("batch", 2), ("never", 0)])
