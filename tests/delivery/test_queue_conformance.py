@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,12 +12,17 @@ import orjson
 import pytest
 
 from dsrouter.delivery.diskqueue import DiskQueue
+from dsrouter.delivery.jetstream import JetStreamQueue
+from dsrouter.delivery.jetstream_conn import ApiError, ClusterOptions, JetStreamClient
 from dsrouter.delivery.memqueue import MemoryQueue, estimate_size
 from dsrouter.delivery.queue import UNLIMITED, Queue, QueueFull
 
+from ..cluster.natsrig import Rig, nats_server_path
+
 Make = Callable[..., Queue]
 
-BACKENDS = ["memory", "memory-spill", "disk-never", "disk-interval", "disk-always"]
+BACKENDS = ["memory", "memory-spill", "disk-never", "disk-interval", "disk-always", "jetstream"]
+_streams = itertools.count(1)
 
 
 def event(i: int, raw_len: int = 40) -> dict:
@@ -27,6 +33,60 @@ def size_of(q: Queue, ev: dict) -> int:
     return estimate_size(ev) if isinstance(q, MemoryQueue) else len(orjson.dumps(ev))
 
 
+def stored_of(q: Queue, ev: dict | bytes) -> int:
+    """What an event (or a payload) counts in ``stats().bytes`` and against ``max_bytes``:
+    its record size, except on JetStream, which counts what its stream stores for the
+    message — the payload plus the subject, the ``Nats-Msg-Id`` header and the file store's
+    record framing, a constant per message here (every queue of this suite has a subject and
+    message ids of the same length), measured once on a probe stream."""
+    size = len(ev) if isinstance(ev, bytes) else size_of(q, ev)
+    return size + _js_overhead(q) if isinstance(q, JetStreamQueue) else size
+
+
+_overheads: dict[int, int] = {}
+
+
+def _js_overhead(q: JetStreamQueue) -> int:
+    key = len(q.subject)
+    if key not in _overheads:
+        probe = _js_queue(q.client.options.servers, "p" + q.stream[1:])
+        try:
+            ev = event(0)
+            probe.publish([ev])
+            _overheads[key] = probe.stats().bytes - size_of(probe, ev)
+        finally:
+            _drop_js_queue(probe)
+    return _overheads[key]
+
+
+def _js_queue(
+    servers: tuple[str, ...], stream: str, max_events: int = 0, max_bytes: int = 0
+) -> JetStreamQueue:
+    client = JetStreamClient(ClusterOptions(servers, stream=stream, replicas=1)).start()
+    assert client.wait_connected(10)
+    return JetStreamQueue("m", client, max_events, max_bytes)
+
+
+def _drop_js_queue(q: JetStreamQueue) -> None:
+    q.close()
+    try:
+        q.client.call(q.client.api(f"STREAM.DELETE.{q.stream}"), 10)
+    except ApiError as exc:  # a queue never used has no stream
+        assert exc.not_found
+    q.client.close()
+
+
+@pytest.fixture(scope="session")
+def nats_single(tmp_path_factory) -> Iterator[Rig]:
+    """One JetStream server for the whole session (each queue gets its own stream)."""
+    rig = Rig(nats_server_path(), tmp_path_factory.mktemp("nats"), 1)
+    try:
+        rig.start()
+        yield rig
+    finally:
+        rig.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def make(request, tmp_path: Path) -> Iterator[Make]:
     made: list[Queue] = []
@@ -34,8 +94,12 @@ def make(request, tmp_path: Path) -> Iterator[Make]:
     def factory(max_events: int = 0, max_bytes: int = 0) -> Queue:
         kind = request.param
         d = tmp_path / f"q{len(made)}"
-        if kind == "memory":
-            q: Queue = MemoryQueue("m", max_events, max_bytes)
+        q: Queue
+        if kind == "jetstream":
+            rig = request.getfixturevalue("nats_single")
+            q = _js_queue(tuple(rig.urls), f"c{next(_streams):06d}", max_events, max_bytes)
+        elif kind == "memory":
+            q = MemoryQueue("m", max_events, max_bytes)
         elif kind == "memory-spill":
             q = MemoryQueue("m", max_events, max_bytes, spill_dir=d)
         else:
@@ -50,7 +114,10 @@ def make(request, tmp_path: Path) -> Iterator[Make]:
 
     yield factory
     for q in made:
-        q.close()
+        if isinstance(q, JetStreamQueue):
+            _drop_js_queue(q)
+        else:
+            q.close()
 
 
 def seqs(records) -> list[int]:
@@ -87,7 +154,7 @@ def test_payload_sizes_count_when_given(make: Make) -> None:
     evs = [event(1), event(2)]
     payloads = [orjson.dumps(e) + b"  " for e in evs]  # sizes differ from a fresh dumps
     q.publish(evs, payloads)
-    assert q.stats().bytes == sum(len(p) for p in payloads)
+    assert q.stats().bytes == sum(stored_of(q, p) for p in payloads)
     assert [r.size for r in q.fetch(5, 0)] == [len(p) for p in payloads]
 
 
@@ -192,7 +259,7 @@ def test_queue_full_commits_nothing(make: Make) -> None:
 
 def test_max_bytes_limit(make: Make) -> None:
     q = make()
-    one = size_of(q, event(1))
+    one = stored_of(q, event(1))
     q = make(max_bytes=2 * one + 1)
     q.publish([event(1), event(2)])
     assert q.room()[1] == 1
@@ -234,7 +301,7 @@ def test_evict_oldest_skips_records_in_flight(make: Make) -> None:
 
 def test_evict_oldest_frees_bytes_and_stops_when_nothing_is_left(make: Make) -> None:
     q = make()
-    one = size_of(q, event(0))
+    one = stored_of(q, event(0))
     q = make(max_bytes=4 * one)
     q.publish([event(i) for i in range(4)])
     assert q.evict_oldest(0, one + 1) == 2
@@ -260,7 +327,7 @@ def test_stats(make: Make) -> None:
     got = q.fetch(1, 0)
     st = q.stats()
     assert st.events == 3 and st.in_flight == 1
-    assert st.bytes == sum(size_of(q, event(i, 100 if i == 2 else 40)) for i in (1, 2, 3))
+    assert st.bytes == sum(stored_of(q, event(i, 100 if i == 2 else 40)) for i in (1, 2, 3))
     assert st.oldest_enqueued_at is not None and before <= st.oldest_enqueued_at <= time.time()
     q.ack(got)
     st2 = q.stats()
