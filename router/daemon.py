@@ -23,6 +23,7 @@ with ``console=False`` and stops it with :meth:`Daemon.request_stop`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -35,6 +36,7 @@ from typing import Any
 from dsrouter.api import RunContext
 from dsrouter.control import ControlServer, DaemonLock
 from dsrouter.daemon_ops import DaemonOps
+from dsrouter.delivery.cluster_settings import connect_cluster, release_cluster
 from dsrouter.delivery.engine import Engine
 from dsrouter.dsl import Config, compile_routes
 from dsrouter.errors import StartupError
@@ -60,9 +62,19 @@ class Daemon(DaemonOps):
         source: str,
         reload_config: Callable[[], Config] | None = None,
         console: bool = True,
+        role: str = "all",
     ) -> None:
-        self.config, self.plugins, self.log, self.source = config, plugins, log, source
-        self.reload_config = reload_config
+        self.role = role  # receive | deliver | all (see docs/cluster.md)
+        self.config, self.plugins, self.log, self.source = (
+            self._for_role(config),
+            plugins,
+            log,
+            source,
+        )
+        self.reload_config = (
+            None if reload_config is None else lambda: self._for_role(reload_config())
+        )
+        self.cluster: Any = None  # the JetStreamClient with settings { cluster_servers }
         self.console = console  # False: no signal or console handlers (a Windows service)
         self.data_dir = Path(config.settings["data_dir"])
         self.lock = DaemonLock(self.data_dir)
@@ -86,6 +98,10 @@ class Daemon(DaemonOps):
         }
 
     # -- start-up -------------------------------------------------------------------------
+    def _for_role(self, config: Config) -> Config:
+        """A delivery-only process has no inputs; the rest of the configuration is the same."""
+        return dataclasses.replace(config, inputs=[]) if self.role == "deliver" else config
+
     def _prepare(self) -> None:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -97,10 +113,17 @@ class Daemon(DaemonOps):
         loop = asyncio.get_running_loop()
         pool = self._start_parsers(loop)  # first: no other thread is running yet (fork)
         wake = self._wake_from_thread(loop)
-        self.engine = Engine(
-            self.data_dir, self.config.base_dir, self.plugins.outputs, self.log, on_progress=wake
-        )
         try:
+            self.cluster = connect_cluster(self.config, self.log)  # a thread: after the fork
+            self.engine = Engine(
+                self.data_dir,
+                self.config.base_dir,
+                self.plugins.outputs,
+                self.log,
+                on_progress=wake,
+                cluster=self.cluster,
+                deliver=self.role != "receive",
+            )
             self.engine.open(self.config.outputs)
         except BaseException:
             if pool is not None:
@@ -338,6 +361,8 @@ class Daemon(DaemonOps):
             left = self.engine.close(time.monotonic() + self.shutdown_timeout)
             if self.listeners:
                 self.log.info("daemon_stopped", queued=left, **self.summary())
+        if self.cluster is not None:
+            release_cluster(self.cluster)
 
     def _banner(self) -> None:
         out = [f"dsrouter running with {self.source}"]
@@ -349,8 +374,14 @@ class Daemon(DaemonOps):
             out.append(f"  input  {block.name}  {block.type}  {host}:{port}{extra}")
         assert self.engine is not None
         for name, lane in self.engine.lanes.items():
-            queue = lane.delivery.queue
+            queue = self.engine.queue_type(lane)
             out.append(f"  output {name}  {_describe(lane.output)}  queue={queue}")
+        if self.cluster is not None:
+            opts = self.cluster.options
+            out.append(
+                f"  cluster {', '.join(opts.display_servers)}  stream={opts.stream}  "
+                f"role={self.role}"
+            )
         if self.metrics is not None:
             host, port = self.metrics.address
             out.append(f"  metrics http://{host}:{port}/metrics  http://{host}:{port}/healthz")
@@ -385,9 +416,10 @@ def run_daemon(
     log: Any,
     source: str,
     reload_config: Callable[[], Config] | None = None,
+    role: str = "all",
 ) -> int:
     """Run until stopped; StartupError propagates to the CLI (exit 3)."""
-    daemon = Daemon(config, plugins, log, source, reload_config)
+    daemon = Daemon(config, plugins, log, source, reload_config, role=role)
     asyncio.run(daemon.run())
     sys.stdout.flush()
     return 0

@@ -43,7 +43,6 @@ class Pipeline:
         self.pooled = PooledFlow(self, pool) if pool is not None else None
         self.pending: list[Item] = []
         self.parsed: list[tuple[list[dict], Callable[[bool], None]]] = []
-        self.waiting: list[Callable[[bool], None]] = []  # committed once nothing is held
         self.flush_scheduled = False
         self.listeners: list[Any] = []
         self.paused = False  # receivers are paused
@@ -112,13 +111,14 @@ class Pipeline:
         return self.submit(batches, callbacks)
 
     def submit(self, batches: dict, callbacks: list[Callable[[bool], None]] | None = None) -> bool:
-        """Commit routed batches through the engine; pause the receivers when it holds."""
-        if not self.engine.submit(batches):
-            self.pause()
-            self.waiting.extend(callbacks or ())
-            return False
+        """Commit routed batches through the engine; pause the receivers when it holds.
+        ``callbacks`` learn once all of the batches are committed (or could not be kept)."""
+        done = None
         if callbacks:
-            _settle(callbacks, True)
+            done = lambda ok: _settle(callbacks, ok)  # noqa: E731
+        if not self.engine.submit(batches, done):
+            self.pause()
+            return False
         return True
 
     def _take_parsed(self, events: list[dict]) -> list[Callable[[bool], None]]:
@@ -197,9 +197,6 @@ class Pipeline:
                 self.pooled.dispatch()
             if self.paused and (self.pooled is None or not self.pooled.backlogged):
                 self.resume()
-            if self.waiting:
-                waiting, self.waiting = self.waiting, []
-                _settle(waiting, True)
 
     # -- counters -------------------------------------------------------------------------
     def route_counts(self) -> tuple[dict[str, dict[str, int]], int]:

@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon", description="Run the router until stopped.")
     run.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
+    run.add_argument(
+        "--role",
+        choices=["receive", "deliver", "all"],
+        default="all",
+        help="with settings { cluster_servers }: receive (inputs, publish to the cluster), "
+        "deliver (outputs, from the cluster) or all (both; the default)",
+    )
 
     check = sub.add_parser("check", help="validate a configuration and its rules")
     check.add_argument("-c", "--config", metavar="FILE", help=cfg_help)
@@ -197,12 +204,17 @@ def cmd_run(args) -> int:
 
     config, plugins, source = load(args)
     print_diagnostics(config.warnings)
+    if args.role != "all" and not config.settings.get("cluster_servers"):
+        raise DsrouterError(
+            f"--role {args.role} needs a cluster: without settings {{ cluster_servers = [...] }}"
+            " one process receives and delivers (leave out --role)"
+        )
 
     def reload_config():
         new, _, _ = load(args, plugins)
         return new
 
-    return run_daemon(config, plugins, logs.get_logger(), source, reload_config)
+    return run_daemon(config, plugins, logs.get_logger(), source, reload_config, args.role)
 
 
 def cmd_check(args) -> int:

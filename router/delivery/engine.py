@@ -11,6 +11,11 @@ Held batches are retried when a worker makes progress and on every :meth:`Engine
 An output whose ``open()`` fails at start-up (other than PermanentFailure) does not stop the
 daemon: its lane starts closed and its worker retries ``open()``; one watchdog thread reports
 sends that run past their output's ``send_timeout`` (:mod:`~dsrouter.delivery.isolation`).
+
+With a cluster (``settings { cluster_servers }``) every queue is a
+:class:`~dsrouter.delivery.jetstream.JetStreamQueue`, commits run in the background
+(:mod:`~dsrouter.delivery.publishing`), dead letters go to the cluster's stream, and a
+receive-only router's lanes have no output or worker (:mod:`~dsrouter.delivery.receive_only`).
 """
 
 from __future__ import annotations
@@ -19,18 +24,26 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsrouter.api import Event, Output, OutputContext, OutputType
+from dsrouter.delivery.commit import Share, Ticket
 from dsrouter.delivery.deadletter import DeadLetters
 from dsrouter.delivery.diskqueue import DiskQueue
 from dsrouter.delivery.isolation import Origin, Watchdog, open_output, refusal
-from dsrouter.delivery.lanes import Encoded, Lane, batch_of, payloads_of, queue_dir, quietly_close
-from dsrouter.delivery.memqueue import MemoryQueue, estimate_size
+from dsrouter.delivery.lanes import Encoded, Lane, payloads_of, queue_dir, quietly_close
+from dsrouter.delivery.memqueue import MemoryQueue
 from dsrouter.delivery.options import DeliveryOptions
+from dsrouter.delivery.policy import make_room
 from dsrouter.delivery.queue import Queue, QueueFull
+from dsrouter.delivery.receive_only import NotOpened, ReceiveOnly
 from dsrouter.delivery.worker import Worker
 from dsrouter.errors import StartupError
+
+if TYPE_CHECKING:  # the cluster modules (and nats-py) load only when a cluster is used
+    from dsrouter.delivery.jetstream_conn import JetStreamClient
+    from dsrouter.delivery.jetstream_dlq import JetStreamDeadLetters
+    from dsrouter.delivery.publishing import Publishing
 
 __all__ = ["Encoded", "Engine", "Lane", "queue_dir"]
 
@@ -45,6 +58,9 @@ class Engine:
         output_types: Mapping[str, OutputType],
         log: Any,
         on_progress: Callable[[], None] = lambda: None,
+        *,
+        cluster: JetStreamClient | None = None,
+        deliver: bool = True,
     ) -> None:
         self.data_dir, self.config_dir, self.types, self.log = (
             data_dir,
@@ -53,7 +69,20 @@ class Engine:
             log,
         )
         self.on_progress = on_progress
-        self.dead_letters = DeadLetters(data_dir / "deadletter")
+        #: The process's cluster connection: every queue is then a JetStreamQueue.
+        self.cluster = cluster
+        #: False in a receive-only router: lanes publish, their outputs are never opened.
+        self.deliver = deliver
+        #: This process's own store (events too large for the cluster, in a cluster).
+        self.local_dead_letters = DeadLetters(data_dir / "deadletter")
+        self.dead_letters: DeadLetters | JetStreamDeadLetters = self.local_dead_letters
+        self.publishing: Publishing | None = None
+        if cluster is not None:
+            from dsrouter.delivery.jetstream_dlq import JetStreamDeadLetters
+            from dsrouter.delivery.publishing import Publishing
+
+            self.dead_letters = JetStreamDeadLetters(cluster)
+            self.publishing = Publishing(self)
         self.lanes: dict[str, Lane] = {}
         self.retired: list[Lane] = []
         self.lost: Counter[str] = Counter()
@@ -66,12 +95,18 @@ class Engine:
         if self.watchdog.thread is None:
             self.watchdog.start()
         for block in blocks:
-            self.lanes[block.name] = self._lane(block)
+            lane = self.lanes[block.name] = self._lane(block)
+            if self.cluster is not None:
+                from dsrouter.delivery import spool
+
+                lane.held.extend(spool.restore(self.data_dir, block.name, self.log))
 
     def _lane(self, block: Any, queue: Queue | None = None, output: Output | None = None) -> Lane:
         delivery, _ = DeliveryOptions.split(block.options)
         error = None
-        if output is None:
+        if not self.deliver:
+            output = output or NotOpened(block.type)  # type: ignore[assignment]
+        elif output is None:
             output, error = self._open_output(block)
         try:
             queue = queue or self._queue(block.name, delivery)
@@ -79,7 +114,8 @@ class Engine:
             if error is None:
                 quietly_close(output, self.log)
             raise StartupError(f"output '{block.name}': cannot open its queue: {exc}") from exc
-        worker = Worker(
+        assert output is not None
+        worker = (Worker if self.deliver else ReceiveOnly)(
             block.name,
             output,
             queue,
@@ -110,6 +146,10 @@ class Engine:
         return [lane.worker for lane in [*self.lanes.values(), *self.retired]]
 
     def _queue(self, name: str, opts: DeliveryOptions) -> Queue:
+        if self.cluster is not None:
+            from dsrouter.delivery.jetstream import JetStreamQueue
+
+            return JetStreamQueue(name, self.cluster, opts.queue_max_events, opts.queue_max_bytes)
         where = queue_dir(self.data_dir, name)
         if opts.queue == "disk":
             return DiskQueue(
@@ -118,95 +158,89 @@ class Engine:
         return MemoryQueue(name, opts.queue_max_events, opts.queue_max_bytes, spill_dir=where)
 
     # -- the hot path ---------------------------------------------------------------------
-    def submit(self, batches: Mapping[str, list[Event]]) -> bool:
+    def submit(
+        self, batches: Mapping[str, list[Event]], done: Callable[[bool], None] | None = None
+    ) -> bool:
         """Commit each output's batch to its queue; False when something is held (pause).
 
         A batch may be :class:`Encoded` (the events' JSON payloads only, from a parser
-        process): it is committed as bytes and decoded only if an output needs dicts."""
-        payloads: dict[int, bytes] | None = None
+        process): it is committed as bytes and decoded only if an output needs dicts.
+        ``done(ok)`` runs on the loop once every batch is committed (see
+        :mod:`~dsrouter.delivery.commit`). Cluster queues commit in the background
+        (:mod:`~dsrouter.delivery.publishing`)."""
+        ticket = Ticket(done) if done is not None else None
+        cache: dict[int, bytes] = {}
         for name, events in batches.items():
             lane = self.lanes[name]
-            if lane.held:
-                lane.held.append(events)
-                continue
-            if events.__class__ is Encoded:
-                self._commit(lane, None, events)
-            elif lane.queue.durable:
-                payloads = payloads if payloads is not None else {}
-                self._commit(lane, events, payloads_of(events, payloads))
+            share = Share(events, ticket)
+            if self.publishing is not None:
+                self.publishing.submit(lane, share, cache)
+            elif lane.held:
+                lane.held.append(share)
             else:
-                self._commit(lane, events, None)
+                self._commit(lane, share, cache)
+        if ticket is not None:
+            ticket.settle()
         return not self.holding
+
+    def payloads(self, events: list[Event], cache: dict[int, bytes] | None = None) -> list[bytes]:
+        """The events as JSON, each serialised once however many queues take it."""
+        return payloads_of(events, {} if cache is None else cache)
 
     @property
     def holding(self) -> bool:
         return any(lane.held for lane in self.lanes.values())
 
-    def _commit(self, lane: Lane, events: list[Event] | None, payloads: list[bytes] | None) -> None:
+    def _commit(self, lane: Lane, share: Share, cache: dict[int, bytes]) -> None:
+        batch = share.batch
+        if batch.__class__ is Encoded:
+            events, payloads = None, batch
+        else:
+            events, payloads = batch, payloads_of(batch, cache) if lane.queue.durable else None
         try:
             lane.queue.publish(events, payloads)
         except QueueFull:
-            self._full(lane, events, payloads)
+            if lane.delivery.when_full == "block":
+                self._hold(lane, share, "queue full")
+                return
+            make_room(lane, events, payloads)
         except OSError as exc:
-            self._hold(lane, batch_of(events, payloads), f"queue unwritable: {exc}")
-
-    def _full(self, lane: Lane, events: list[Event] | None, payloads: list[bytes] | None) -> None:
-        policy = lane.delivery.when_full
-        if policy == "block":
-            self._hold(lane, batch_of(events, payloads), "queue full")
+            self._hold(lane, share, f"queue unwritable: {exc}")
             return
-        if payloads is not None:
-            sizes = [len(p) for p in payloads]
-        else:
-            assert events is not None
-            sizes = [estimate_size(e) for e in events]
-        if policy == "drop_oldest":
-            lane.dropped["queue_full_oldest"] += lane.queue.evict_oldest(len(sizes), sum(sizes))
-        fit = self._fitting(lane, sizes)
-        if fit:
-            try:
-                lane.queue.publish(
-                    events[:fit] if events is not None else None,
-                    payloads[:fit] if payloads is not None else None,
-                )
-            except (QueueFull, OSError):
-                fit = 0
-        if len(sizes) > fit:
-            reason = "queue_full_newest" if policy == "drop_newest" else "queue_full_oldest"
-            lane.dropped[reason] += len(sizes) - fit
+        share.settle()
 
-    @staticmethod
-    def _fitting(lane: Lane, sizes: list[int]) -> int:
-        """How many of the batch's first events fit in the room left."""
-        room_events, room_bytes = lane.queue.room()
-        fit = min(len(sizes), room_events)
-        total = 0
-        for i, size in enumerate(sizes[:fit]):
-            total += size
-            if total > room_bytes:
-                return i
-        return fit
+    def _hold(self, lane: Lane, share: Share, reason: str) -> None:
+        lane.held.append(share)
+        self.note_hold(lane, reason)
 
-    def _hold(self, lane: Lane, events: list[Event] | Encoded, reason: str) -> None:
-        if not lane.held:
+    def note_hold(self, lane: Lane, reason: str) -> None:
+        """Log the start of a hold (once, not per batch) and remember why."""
+        if not lane.hold_reason:
             self.log.warning("output_backpressure", output=lane.name, reason=reason)
-        lane.held.append(events)
         lane.hold_reason = reason
+
+    def released(self, lane: Lane) -> None:
+        """Log the end of a hold once the lane holds nothing any more."""
+        if not lane.held and lane.hold_reason:
+            self.log.info("output_backpressure_released", output=lane.name)
+            lane.hold_reason = ""
 
     def tick(self) -> bool:
         """Retry held batches; True when nothing is held any more (receivers may resume)."""
-        payloads: dict[int, bytes] = {}
+        cache: dict[int, bytes] = {}
         for lane in self.lanes.values():
+            if self.publishing is not None:
+                self.publishing.pump(lane)
+                continue
             while lane.held:
-                events = lane.held[0]
+                share = lane.held[0]
                 try:
-                    self._publish_held(lane, events, payloads)
+                    self._publish_held(lane, share.batch, cache)
                 except (QueueFull, OSError):
                     break
                 lane.held.popleft()
-            if not lane.held and lane.hold_reason:
-                self.log.info("output_backpressure_released", output=lane.name)
-                lane.hold_reason = ""
+                share.settle()
+            self.released(lane)
         return not self.holding
 
     @staticmethod
@@ -259,14 +293,15 @@ class Engine:
         if self._stop_lane(lane, time.monotonic() + wait) and lane.worker.is_open:
             quietly_close(lane.output, self.log)
         queue: Queue | None = lane.queue
-        if new_opts.queue == lane.delivery.queue:
+        if new_opts.queue == lane.delivery.queue or self.cluster is not None:
             lane.queue.max_events = new_opts.queue_max_events
             lane.queue.max_bytes = new_opts.queue_max_bytes
         else:
             lane.queue.close()  # a memory queue spills to the directory the disk queue reads
             queue = None
         new = self._lane(block, queue, output)
-        new.held, new.dropped = lane.held, lane.dropped
+        new.held, new.dropped, new.publishing = lane.held, lane.dropped, lane.publishing
+        new.failures, new.retry_at = lane.failures, lane.retry_at
         return new
 
     def _retire(self, lane: Lane) -> None:
@@ -278,7 +313,7 @@ class Engine:
         """Close retired lanes whose queue has drained (called periodically)."""
         for lane in list(self.retired):
             stats = lane.queue.stats()
-            if stats.events == 0 and not lane.held:
+            if stats.events == 0 and not lane.held and not lane.publishing:
                 self._close_lane(lane, time.monotonic() + 5.0)
                 self.retired.remove(lane)
 
@@ -291,6 +326,8 @@ class Engine:
         for lane in lanes:
             lane.worker.stopping.set()
             lane.queue.wake()
+        if self.publishing is not None:
+            self.publishing.wait(lanes, min(deadline, time.monotonic() + 30.0))
         left: dict[str, int] = {}
         for lane in lanes:
             self._flush_held(lane)
@@ -306,17 +343,36 @@ class Engine:
 
     def _flush_held(self, lane: Lane) -> None:
         while lane.held:
-            events = lane.held.popleft()
+            share = lane.held[0]
             try:
-                self._publish_held(lane, events, {})
+                self._publish_held(lane, share.batch, {})
             except OSError as exc:
-                self.lost[lane.name] += len(events)
-                self.log.error(
-                    "events_lost",
-                    output=lane.name,
-                    events=len(events),
-                    reason=f"queue unwritable at shutdown: {exc}",
-                )
+                if self.cluster is not None:
+                    self._spool(lane, exc)
+                    return
+                lane.held.popleft()
+                self._lose(lane, [share], f"queue unwritable at shutdown: {exc}")
+            else:
+                lane.held.popleft()
+                share.settle()
+
+    def _spool(self, lane: Lane, error: OSError) -> None:
+        """The cluster did not take what is held: keep it in the local spool instead."""
+        from dsrouter.delivery import spool
+
+        shares = list(lane.held)
+        lane.held.clear()
+        try:
+            spool.save(self.data_dir, lane.name, shares, str(error), self.log)
+        except OSError as exc:
+            self._lose(lane, shares, f"cluster unavailable ({error}) and spool failed: {exc}")
+
+    def _lose(self, lane: Lane, shares: list[Share], reason: str) -> None:
+        events = sum(len(s) for s in shares)
+        self.lost[lane.name] += events
+        for share in shares:
+            share.settle(False)
+        self.log.error("events_lost", output=lane.name, events=events, reason=reason)
 
     def _stop_lane(self, lane: Lane, deadline: float) -> bool:
         stopped = lane.worker.stop(deadline)
@@ -345,6 +401,10 @@ class Engine:
             )
 
     # -- observing ------------------------------------------------------------------------
+    def queue_type(self, lane: Lane) -> str:
+        """``jetstream`` in a cluster, else the output's ``queue`` option."""
+        return "jetstream" if self.cluster is not None else lane.delivery.queue
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Per-output counters and queue state, for metrics, health and ``queue status``."""
         out = {}
@@ -359,8 +419,8 @@ class Engine:
                 type=lane.type,
                 plugin=lane.worker.origin.plugin,
                 distribution=lane.worker.origin.distribution,
-                queue_type="disk" if lane.queue.durable else "memory",
-                queue_events=stats.events + sum(len(b) for b in lane.held),
+                queue_type=self.queue_type(lane),
+                queue_events=stats.events + lane.held_events,
                 queue_bytes=stats.bytes,
                 queue_max_events=lane.delivery.queue_max_events,
                 queue_max_bytes=lane.delivery.queue_max_bytes,
@@ -368,7 +428,7 @@ class Engine:
                 if stats.oldest_enqueued_at
                 else 0.0,
                 in_flight=stats.in_flight,
-                held_events=sum(len(b) for b in lane.held),
+                held_events=lane.held_events,
                 hold_reason=lane.hold_reason,
                 dropped_total=dropped,
                 corrupt_total=stats.corrupt,

@@ -73,6 +73,7 @@ class JetStreamQueue(Queue):
     """The queue of output ``name`` on the cluster ``client`` reaches; see the module doc."""
 
     durable = True
+    shared = True  # several processes take from it: a nak's delay holds it back for all
 
     def __init__(
         self, name: str, client: JetStreamClient, max_events: int = 0, max_bytes: int = 0
@@ -133,8 +134,14 @@ class JetStreamQueue(Queue):
         payloads: Sequence[bytes] | None = None,
         *,
         msg_ids: Sequence[str] | None = None,
-    ) -> concurrent.futures.Future[None]:
-        """:meth:`publish` without waiting: a future with its outcome (for the event loop)."""
+        when_full: str = "block",
+    ) -> concurrent.futures.Future[tuple[int, int]]:
+        """:meth:`publish` without waiting: a future with its outcome (for the event loop).
+
+        ``when_full`` decides what a batch over the limits does: ``block`` raises
+        :class:`QueueFull`; ``drop_oldest`` first deletes the output's oldest messages
+        (:meth:`evict_oldest`); ``drop_newest`` publishes only the events that fit. The
+        result is (oldest evicted, newest dropped)."""
         blobs = self._payloads(events, payloads)
         if events is not None and len(blobs) != len(events):
             raise ValueError("publish: one payload per event")
@@ -149,7 +156,7 @@ class JetStreamQueue(Queue):
             raise RuntimeError(f"queue {self.name} is closed")
         nc = self.client.nc
         check_sizes(blobs, msg_ids, nc.max_payload if nc is not None else 0)
-        return self.client.submit(self._publish(blobs, list(msg_ids)))
+        return self.client.submit(self._publish(blobs, list(msg_ids), when_full))
 
     @staticmethod
     def _payloads(events: Sequence[Event] | None, payloads: Sequence[bytes] | None) -> list[bytes]:
@@ -159,15 +166,22 @@ class JetStreamQueue(Queue):
             raise ValueError("publish: events or payloads")
         return [orjson.dumps(e, default=str) for e in events]
 
-    async def _publish(self, blobs: list[bytes], ids: list[str]) -> None:
+    async def _publish(
+        self, blobs: list[bytes], ids: list[str], when_full: str = "block"
+    ) -> tuple[int, int]:
         await self._ensure(consumer=False)
+        evicted = dropped = 0
         if self.max_events or self.max_bytes:
-            depth, used = await self._usage_async()
             total = sum(len(b) for b in blobs)
-            if depth and (
-                (self.max_events and depth + len(blobs) > self.max_events)
-                or (self.max_bytes and used + total > self.max_bytes)
-            ):
+            if when_full == "drop_oldest" and await self._over(len(blobs), total):
+                evicted = await self._evict(len(blobs), total)
+            elif when_full == "drop_newest":
+                fit = await self._fitting(blobs)
+                dropped, blobs, ids = len(blobs) - fit, blobs[:fit], ids[:fit]
+                if not blobs:
+                    return 0, dropped
+                total = sum(len(b) for b in blobs)
+            if await self._over(len(blobs), total):
                 raise QueueFull(f"queue {self.name}: {len(blobs)} events / {total} bytes")
         subject = self.subject
         results = await self.client.request_many(
@@ -179,6 +193,28 @@ class JetStreamQueue(Queue):
             self.last_error = str(exc)
             self._stream_ready = False  # deleted by an operator? the retry looks again
             raise
+        return evicted, dropped
+
+    async def _fitting(self, blobs: list[bytes]) -> int:
+        """How many of the first ``blobs`` fit in the room left (all on an empty subject)."""
+        depth, used = await self._usage_async()
+        if not depth:
+            return len(blobs)
+        fit = max(self.max_events - depth, 0) if self.max_events else len(blobs)
+        room, total = (self.max_bytes - used if self.max_bytes else 1 << 62), 0
+        for i, blob in enumerate(blobs[:fit]):
+            total += len(blob)
+            if total > room:
+                return i
+        return min(fit, len(blobs))
+
+    async def _over(self, events: int, nbytes: int) -> bool:
+        """Whether ``events`` more of ``nbytes`` exceed a limit (never on an empty subject)."""
+        depth, used = await self._usage_async()
+        return bool(depth) and bool(
+            (self.max_events and depth + events > self.max_events)
+            or (self.max_bytes and used + nbytes > self.max_bytes)
+        )
 
     # -- limits and stats ----------------------------------------------------------------
     async def _usage_async(self) -> tuple[int, int]:
@@ -319,7 +355,6 @@ class JetStreamQueue(Queue):
         except (JetStreamError, RuntimeError) as exc:
             self.last_error = str(exc)
             return 0
-        self._evicted += removed
         return removed
 
     async def _evict(self, events: int, nbytes: int) -> int:
@@ -339,6 +374,7 @@ class JetStreamQueue(Queue):
             if await self._delete(found[0]):
                 removed += 1
                 freed += each
+        self._evicted += removed
         return removed
 
     async def _delete(self, seq: int) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from dsrouter.api import Event, Output
+from dsrouter.delivery.commit import Share
 from dsrouter.delivery.options import DeliveryOptions
 from dsrouter.delivery.queue import Queue
 from dsrouter.delivery.worker import Worker
@@ -33,10 +34,19 @@ class Lane:
     output: Output
     queue: Queue
     worker: Worker
-    held: deque[list[Event]] = field(default_factory=deque)
+    held: deque[Share] = field(default_factory=deque)
     dropped: Counter = field(default_factory=Counter)
     hold_reason: str = ""
     retiring: bool = False  # removed by a reload: drains, takes nothing new
+    #: Cluster lanes (:mod:`~dsrouter.delivery.publishing`): publishes in flight, and the
+    #: consecutive failures and time (monotonic) of the next retry.
+    publishing: dict[Any, Share] = field(default_factory=dict)
+    failures: int = 0
+    retry_at: float = 0.0
+
+    @property
+    def held_events(self) -> int:
+        return sum(len(s) for s in self.held) + sum(len(s) for s in self.publishing.values())
 
     def same_as(self, block: Any) -> bool:
         return self.type == block.type and self.options == block.options
@@ -59,13 +69,6 @@ class Encoded(list):
     """A batch of events as their JSON payloads (``orjson.dumps(event)``), no dicts."""
 
     __slots__ = ()
-
-
-def batch_of(events: list[Event] | None, payloads: list[bytes] | None) -> list[Event] | Encoded:
-    """What a lane holds: the events, or the payloads when they are all there is."""
-    if events is not None:
-        return events
-    return payloads if payloads.__class__ is Encoded else Encoded(payloads or ())
 
 
 def payloads_of(events: list[Event], cache: dict[int, bytes]) -> list[bytes]:

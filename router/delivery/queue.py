@@ -92,6 +92,8 @@ class Queue(abc.ABC):
     """An output's queue. Limits of 0 mean unlimited."""
 
     durable: bool = False
+    #: Several processes fetch from it (the cluster): a nak's delay applies to all of them.
+    shared: bool = False
 
     def __init__(self, name: str, max_events: int = 0, max_bytes: int = 0) -> None:
         self.name = name

@@ -271,7 +271,9 @@ class Worker(Guarded):
             if isinstance(retry_after, int | float) and retry_after >= 0:
                 delay = min(float(retry_after), 3600.0)
             self.resume_at = max(self.resume_at, time.monotonic() + delay)
-        self.queue.nak(records, 0.0)  # first in line when the pause ends: order holds
+        # Local: first in line when this worker's pause ends, so order holds. Shared (the
+        # cluster): held back for the backoff in every process, not only this one.
+        self.queue.nak(records, delay if self.queue.shared else 0.0)
         self._note_error(reason)
         if self.failures == 1 or self.failures % 10 == 0:  # not once per retry: bounded logs
             self.log.warning(
