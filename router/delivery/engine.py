@@ -307,12 +307,12 @@ class Engine:
     def _retire(self, lane: Lane) -> None:
         lane.retiring = True
         self.retired.append(lane)
-        self.log.info("output_retiring", output=lane.name, queued=lane.queue.stats().events)
+        self.log.info("output_retiring", output=lane.name, queued=lane.queue.recent_stats().events)
 
     def reap(self) -> None:
         """Close retired lanes whose queue has drained (called periodically)."""
         for lane in list(self.retired):
-            stats = lane.queue.stats()
+            stats = lane.queue.recent_stats()
             if stats.events == 0 and not lane.held and not lane.publishing:
                 self._close_lane(lane, time.monotonic() + 5.0)
                 self.retired.remove(lane)
@@ -331,7 +331,7 @@ class Engine:
         left: dict[str, int] = {}
         for lane in lanes:
             self._flush_held(lane)
-            left[lane.name] = lane.queue.stats().events
+            left[lane.name] = self._depth(lane)
             self._close_lane(lane, deadline)
         self.watchdog.stop()
         return left
@@ -340,6 +340,12 @@ class Engine:
         """At shutdown what senders already sent must fit: queue limits no longer apply."""
         for lane in list(self.lanes.values()) + self.retired:
             lane.queue.max_events = lane.queue.max_bytes = 0
+
+    def _depth(self, lane: Lane) -> int:
+        """Events in the lane's queue now (a cluster that is away: its last reading)."""
+        if self.cluster is not None and not self.cluster.connected:
+            return lane.queue.recent_stats().events
+        return lane.queue.stats().events
 
     def _flush_held(self, lane: Lane) -> None:
         while lane.held:
@@ -388,7 +394,7 @@ class Engine:
     def _close_lane(self, lane: Lane, deadline: float) -> None:
         if self._stop_lane(lane, deadline) and lane.worker.is_open:  # never opened: no close
             quietly_close(lane.output, self.log)
-        queued = lane.queue.stats().events
+        queued = self._depth(lane)
         try:
             lane.queue.close()
         except OSError as exc:  # a memory queue could not spill to a full or broken disk
@@ -409,7 +415,7 @@ class Engine:
         """Per-output counters and queue state, for metrics, health and ``queue status``."""
         out = {}
         for lane in list(self.lanes.values()) + self.retired:
-            stats = lane.queue.stats()
+            stats = lane.queue.recent_stats()
             now = time.time()
             entry = lane.worker.snapshot()
             dropped = dict(lane.dropped)

@@ -92,6 +92,8 @@ class JetStreamQueue(Queue):
         self._closed = False
         self._stream_ready = self._consumer_ready = False
         self._stash_renewed = time.monotonic()
+        self._reading: tuple[int, int, float | None] = (0, 0, None)  # for recent_stats()
+        self._read_at = 0.0
         self._puller = Puller(client, self.stream, name)
         client.every_half_second(id(self), self._renew)
 
@@ -249,6 +251,22 @@ class JetStreamQueue(Queue):
             self.last_error = str(exc)
             depth, nbytes, oldest = 0, 0, None
         return QueueStats(depth, nbytes, leased, oldest, self._evicted)
+
+    def recent_stats(self) -> QueueStats:
+        now = time.monotonic()
+        if now - self._read_at >= 1.0 and not self._closed:
+            self._read_at = now
+            self.client.submit(self._read_stats())
+        with self._lock:
+            leased = len(self._leases)
+        depth, nbytes, oldest = self._reading
+        return QueueStats(depth, nbytes, leased, oldest, self._evicted)
+
+    async def _read_stats(self) -> None:
+        try:
+            self._reading = await self._stats()
+        except (JetStreamError, RuntimeError) as exc:
+            self.last_error = str(exc)
 
     async def _stats(self) -> tuple[int, int, float | None]:
         await self._ensure(consumer=False)

@@ -158,6 +158,11 @@ class Queue(abc.ABC):
     def stats(self) -> QueueStats:
         """Depth, bytes, in flight, oldest age and the recovery counters."""
 
+    def recent_stats(self) -> QueueStats:
+        """:meth:`stats` for the event loop: never waits (a cluster queue answers from its
+        last reading, refreshed in the background at most once a second)."""
+        return self.stats()
+
     @abc.abstractmethod
     def wake(self) -> None:
         """Make every waiting :meth:`fetch` return now (used at shutdown)."""
