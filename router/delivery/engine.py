@@ -108,13 +108,13 @@ class Engine:
             output = output or NotOpened(block.type)  # type: ignore[assignment]
         elif output is None:
             output, error = self._open_output(block)
+        assert output is not None
         try:
             queue = queue or self._queue(block.name, delivery)
         except OSError as exc:
             if error is None:
                 quietly_close(output, self.log)
             raise StartupError(f"output '{block.name}': cannot open its queue: {exc}") from exc
-        assert output is not None
         worker = (Worker if self.deliver else ReceiveOnly)(
             block.name,
             output,
@@ -193,9 +193,9 @@ class Engine:
 
     def _commit(self, lane: Lane, share: Share, cache: dict[int, bytes]) -> None:
         batch = share.batch
-        if batch.__class__ is Encoded:
-            events, payloads = None, batch
-        else:
+        events: list[Event] | None = None
+        payloads: list[bytes] | None = batch
+        if batch.__class__ is not Encoded:
             events, payloads = batch, payloads_of(batch, cache) if lane.queue.durable else None
         try:
             lane.queue.publish(events, payloads)

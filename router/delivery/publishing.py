@@ -62,8 +62,9 @@ class Publishing:
 
     def _send(self, lane: Lane, share: Share, cache: dict[int, bytes] | None = None) -> None:
         batch = share.batch
+        events: list[Any] | None = None
         if batch.__class__ is Encoded:
-            events, payloads = None, batch
+            payloads: list[bytes] = batch
         else:
             events, payloads = batch, self.engine.payloads(batch, cache)
         policy = lane.delivery.when_full

@@ -10,6 +10,7 @@ removes each record only once the cluster acknowledged it: a crash meanwhile lea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +70,12 @@ def restore(data_dir: Path, output: str, log: Any) -> list[Share]:
         if not left[0]:
             queue.close()  # what was not committed stays spooled for the next start
 
+    def settle(records: list[Any]) -> Callable[[bool], None]:
+        return lambda ok: committed(records, ok)
+
     shares = []
     for records in batches:
-        ticket = Ticket(lambda ok, recs=records: committed(recs, ok))
+        ticket = Ticket(settle(records))
         payloads = Encoded(r.payload or orjson.dumps(r.event, default=str) for r in records)
         shares.append(Share(payloads, ticket))
         ticket.settle()  # only its share is left

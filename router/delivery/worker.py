@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -37,6 +37,9 @@ from dsrouter.delivery.isolation import IDLE_WAIT, Guarded, Origin, Sends, SendT
 from dsrouter.delivery.latency import LATENCY_BUCKETS, Latency
 from dsrouter.delivery.options import DeliveryOptions
 from dsrouter.delivery.queue import Queue, Record
+
+if TYPE_CHECKING:
+    from dsrouter.delivery.jetstream_dlq import JetStreamDeadLetters
 
 __all__ = ["LATENCY_BUCKETS", "Latency", "Worker"]
 
@@ -57,7 +60,7 @@ class Worker(Guarded):
         name: str,
         output: Output,
         queue: Queue,
-        dead_letters: DeadLetters,
+        dead_letters: DeadLetters | JetStreamDeadLetters,
         options: DeliveryOptions,
         log: Any,
         on_progress: Callable[[], None] = lambda: None,

@@ -2,7 +2,8 @@
 
 The checker never stops at the first problem: it reports every error it can find (``E2xx``
 names, types and options, ``E3xx`` routing) and warnings (``W3xx``) to a :class:`Reporter`.
-Expressions are checked by :mod:`dsrouter.dsl.exprcheck`.
+Expressions are checked by :mod:`dsrouter.dsl.exprcheck`, the ``cluster_*`` settings by
+:mod:`dsrouter.dsl.cluster_check`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 from dsrouter.api import Function
 from dsrouter.ds.catalog import FIELDS
 from dsrouter.dsl import ast
+from dsrouter.dsl.cluster_check import CLUSTER_SETTINGS, check_cluster
 from dsrouter.dsl.config import Block, Config, Route
 from dsrouter.dsl.diagnostics import Reporter, at, did_you_mean
 from dsrouter.dsl.exprcheck import BAD, ExprChecker
@@ -61,6 +63,7 @@ SETTINGS: dict[str, Option] = {
             None if all(isinstance(n, str) for n in names) else "expected a list of plugin names"
         ),
     ),
+    **CLUSTER_SETTINGS,
 }
 
 
@@ -122,8 +125,9 @@ def _settings(blocks: list[ast.Settings], ctx: ValueContext) -> dict[str, Any]:
         help = f"the first settings block is at {at(blocks[0].span)}"
         ctx.reporter.error("E216", "only one settings block is allowed", extra.span, help)
     opts = [o for b in blocks for o in b.options]
-    values, _ = _options(opts, SETTINGS, "settings", ctx)
-    values = {k: values.get(k, spec.default) for k, spec in SETTINGS.items()}
+    values, given = _options(opts, SETTINGS, "settings", ctx)
+    absent = check_cluster(opts, values, given, ctx.reporter)  # no cluster: no cluster_* keys
+    values = {k: values.get(k, s.default) for k, s in SETTINGS.items() if k not in absent}
     data_dir = Path(values["data_dir"]) if isinstance(values["data_dir"], str) else Path()
     values["data_dir"] = Path(os.path.normpath(ctx.base_dir / data_dir))
     return values

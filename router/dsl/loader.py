@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dsrouter.dsl import ast
-from dsrouter.dsl.checker import check
+from dsrouter.dsl.checker import SETTINGS, check
 from dsrouter.dsl.config import Config
 from dsrouter.dsl.diagnostics import Reporter, at
 from dsrouter.dsl.files import CONFIG_LIMIT, Refused, read_text
@@ -63,7 +63,8 @@ def load_config_text(
 ) -> Config:
     """Check configuration text; ``base_dir`` anchors relative paths (default: cwd)."""
     base = Path(base_dir if base_dir is not None else os.getcwd()).absolute()
-    rep = Reporter(masker(secret_keys(option_specs)))
+    secret_settings = {name for name, opt in SETTINGS.items() if opt.secret}
+    rep = Reporter(masker(secret_keys(option_specs) | secret_settings))
     items, loader = _items(text, path, base, rep)
     rep.raise_if_errors()
     env = os.environ if environ is None else environ
