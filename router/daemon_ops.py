@@ -1,5 +1,14 @@
 """What the running daemon answers and does on request: reload, status, dead-letter replay,
-the metrics snapshot and the health verdict. Mixed into :class:`dsrouter.daemon.Daemon`."""
+the metrics snapshot and the health verdict. Mixed into :class:`dsrouter.daemon.Daemon`.
+
+Control requests are answered on the event loop. With a cluster (``cluster_servers``) the
+dead letters are a :class:`~dsrouter.delivery.jetstream_dlq.JetStreamDeadLetters` and each
+queue a :class:`~dsrouter.delivery.jetstream.JetStreamQueue`, whose calls wait for the
+cluster (seconds when it is slow or away): ``dlq_replay`` and ``dlq_purge`` then run on a
+thread, so the loop keeps receiving meanwhile (``status`` reads the engine's snapshot, which
+never waits). A reload cannot change a ``cluster_*`` setting (the
+connection and the stream layout are made at start): it is refused, the daemon must restart.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +18,16 @@ import time
 from typing import Any
 
 from dsrouter.delivery.deadletter import DeadLetters
+from dsrouter.delivery.queue import QueueFull
 from dsrouter.dsl import Config, compile_routes
 from dsrouter.errors import ConfigError, DsrouterError
 from dsrouter.pipeline import PIPELINE
 
 #: /healthz says degraded when a queue is fuller than this.
 QUEUE_WARN = 0.8
+#: Dead letters per replay or purge step on the cluster (publish, then delete): each step has
+#: all its requests in flight at once.
+REPLAY_CHUNK = 1000
 
 
 class DaemonOps:
@@ -63,6 +76,12 @@ class DaemonOps:
         old_disabled = tuple(self.config.settings.get("disable_plugins") or ())
         if tuple(config.settings.get("disable_plugins") or ()) != old_disabled:
             raise DsrouterError("disable_plugins cannot change on reload; restart the daemon")
+        changed = cluster_changes(self.config.settings, config.settings)
+        if changed:
+            raise DsrouterError(
+                f"{', '.join(changed)} cannot change on reload (the cluster connection and "
+                "its streams are set up at start); restart the daemon"
+            )
         table = compile_routes(config)
         self._reload_kept_inputs(config.inputs)  # before anything changes: may refuse
         self.pipeline.flush()  # the old table routes what was received under it
@@ -105,27 +124,66 @@ class DaemonOps:
             self.request_stop()  # type: ignore[attr-defined]
             return {"ok": True, "pid": os.getpid()}
         if cmd == "status":
+            # never waits: a cluster queue answers from its last reading (recent_stats)
             return {"ok": True, "outputs": self.engine.snapshot(), "pid": os.getpid()}
         if cmd in ("dlq_replay", "dlq_purge"):
-            return self._dlq(cmd, request.get("output"), request.get("ids"))
+            return await self._off_loop(self._dlq, cmd, request.get("output"), request.get("ids"))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
+    @property
+    def clustered(self) -> bool:
+        """Whether the queues and dead letters are the cluster's (their calls may block):
+        the engine has a cluster client, or its dead letters are not the local files."""
+        engine = self.engine
+        return engine is not None and (
+            getattr(engine, "cluster", None) is not None
+            or not isinstance(engine.dead_letters, DeadLetters)
+        )
+
+    async def _off_loop(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on a thread when clustered; on the loop otherwise (the local stores
+        answer at once, and their queues are published to from the loop only)."""
+        if self.clustered:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
     def _dlq(self, cmd: str, output: Any, ids: Any) -> dict[str, Any]:
-        store: DeadLetters = self.engine.dead_letters
+        store = self.engine.dead_letters  # DeadLetters, or JetStreamDeadLetters
         if output is not None and output not in self.engine.lanes and output != PIPELINE:
             return {"ok": False, "error": f"no output named {output!r} in the running config"}
-        letters = store.select(output, ids if isinstance(ids, list) else None)
-        if cmd == "dlq_purge":
-            return {"ok": True, "count": store.discard(letters)}
-        done, skipped = store.replay(letters, self._publish)
-        return {"ok": True, "count": done, "skipped_outputs": skipped}
+        try:
+            letters = store.select(output, ids if isinstance(ids, list) else None)
+            chunks = _chunks(letters) if self.clustered else [letters]
+            if cmd == "dlq_purge":
+                return {"ok": True, "count": sum(store.discard(c) for c in chunks)}
+            done, skipped = 0, set()
+            for chunk in chunks:
+                replayed, passed = store.replay(chunk, self._publish)
+                done += replayed
+                skipped.update(passed)
+        except (QueueFull, OSError, ValueError, RuntimeError) as exc:
+            # a full queue, the cluster away, a closed lane: what was not replayed is kept
+            what = "purge" if cmd == "dlq_purge" else "replay"
+            self.log.warning("dlq_request_failed", cmd=cmd, error=str(exc))
+            return {"ok": False, "error": f"{what} stopped: {exc}; the letters left are kept"}
+        return {"ok": True, "count": done, "skipped_outputs": sorted(skipped)}
 
-    def _publish(self, output: str, events: list[dict]) -> bool:
-        """Replayed events onto a running output's queue (its limits apply: may raise)."""
+    def _publish(self, output: str, events: list[dict], msg_ids: list[str] | None = None) -> bool:
+        """Replayed events onto a running output's queue (its limits apply: may raise).
+
+        The cluster's store passes the replay's message ids (a retried replay is stored once)."""
         lane = self.engine.lanes.get(output)
         if lane is None:
             return False
-        lane.queue.publish(events, None)
+        if msg_ids is None:
+            lane.queue.publish(events, None)
+            return True
+        from dsrouter.delivery.jetstream import JetStreamQueue  # loaded: the cluster gave ids
+
+        queue = lane.queue
+        if not isinstance(queue, JetStreamQueue):
+            raise RuntimeError(f"output {output}: its queue is not the cluster's")
+        queue.publish(events, msg_ids=msg_ids)  # at most REPLAY_CHUNK (see _dlq)
         return True
 
     # -- observing ------------------------------------------------------------------------
@@ -169,6 +227,9 @@ class DaemonOps:
         reasons = []
         if not self.reload_state.get("success", 1):
             reasons.append("last reload failed: " + "; ".join(self.reload_state["errors"])[:300])
+        cluster = self.engine.cluster if self.engine else None
+        if cluster is not None and not cluster.connected:
+            reasons.append(f"cluster unreachable: {cluster.last_error or 'connecting'}"[:300])
         for name, out in (self.engine.snapshot() if self.engine else {}).items():
             state = out["state"]
             if state in _UNHEALTHY:
@@ -192,6 +253,26 @@ def _fill(out: dict[str, Any]) -> float:
     if out["queue_max_bytes"]:
         fills.append(out["queue_bytes"] / out["queue_max_bytes"])
     return max(fills)
+
+
+def _chunks(letters: list) -> list[list]:
+    """``REPLAY_CHUNK`` letters at a time: the cluster's store has every request of a replay
+    or a discard in flight at once, so a chunk bounds them (and what a failure leaves)."""
+    return [letters[at : at + REPLAY_CHUNK] for at in range(0, len(letters), REPLAY_CHUNK)]
+
+
+def cluster_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The ``cluster_*`` settings whose values differ (sorted; values are never shown: the
+    password and token are among them)."""
+    keys = {k for k in (*old, *new) if k.startswith("cluster_")}
+    return sorted(k for k in keys if _same(old.get(k)) != _same(new.get(k)))
+
+
+def _same(value: Any) -> Any:
+    """A setting's value for comparing: lists as tuples, unset and empty alike."""
+    if isinstance(value, list | tuple):
+        return tuple(_same(v) for v in value)
+    return None if value == "" else value
 
 
 def _errors(exc: Exception) -> list[str]:

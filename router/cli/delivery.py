@@ -3,6 +3,9 @@
 Each asks the running daemon through its control socket (:mod:`dsrouter.control`) when one
 runs on the configuration's data_dir, and otherwise works on the files directly (under the
 daemon's lock, so a daemon started meanwhile cannot write them at the same time).
+
+With ``settings { cluster_servers }`` the queues and dead letters are cluster-wide: ``dlq``
+and ``queue status`` work on the cluster directly (:mod:`dsrouter.cli.delivery_cluster`).
 """
 
 from __future__ import annotations
@@ -10,15 +13,30 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsrouter.cli.common import EXIT_INVALID, EXIT_OK, EXIT_STARTUP, load, print_json
 from dsrouter.errors import ConfigError, DsrouterError
+
+if TYPE_CHECKING:
+    from dsrouter.delivery.jetstream_options import ClusterOptions
 
 
 def _data_dir(args) -> tuple[Any, Path]:
     config, _, _ = load(args)
     return config, Path(config.settings["data_dir"])
+
+
+def _cluster(config) -> ClusterOptions | None:
+    """The configuration's ClusterOptions, or None without ``cluster_servers``."""
+    if not config.settings.get("cluster_servers"):
+        return None
+    from dsrouter.cli.delivery_cluster import cluster_of
+
+    try:
+        return cluster_of(config)
+    except ValueError as exc:  # the checker refuses these first; said in words all the same
+        raise DsrouterError(f"cluster settings: {exc}") from None
 
 
 def reload(args) -> int:
@@ -58,7 +76,6 @@ def dlq(args) -> int:
     from dsrouter.pipeline import PIPELINE
 
     config, data_dir = _data_dir(args)
-    store = DeadLetters(data_dir / "deadletter")
     known = [b.name for b in config.outputs] + [PIPELINE]
     if args.output is not None and args.output not in known:
         print(
@@ -67,6 +84,12 @@ def dlq(args) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
+    cluster = _cluster(config)
+    if cluster is not None:
+        from dsrouter.cli.delivery_cluster import dlq as cluster_dlq
+
+        return cluster_dlq(args, config, cluster)
+    store = DeadLetters(data_dir / "deadletter")
     if args.action in ("list", "show"):
         letters = store.select(args.output, args.ids)
         (_list if args.action == "list" else _show)(letters)
@@ -111,10 +134,15 @@ def _change(args, config, data_dir: Path, store) -> int:
         answer = request(data_dir, {"cmd": cmd, "output": args.output, "ids": args.ids})
     except NoDaemon:
         answer = _offline(cmd, args, config, data_dir, store)
+    return report_change(args.action, answer)
+
+
+def report_change(action: str, answer: dict[str, Any]) -> int:
+    """Print what a replay or purge did (or why it did not); the exit code."""
     if not answer.get("ok"):
-        print(f"dsrouter dlq {args.action}: {answer.get('error')}", file=sys.stderr)
+        print(f"dsrouter dlq {action}: {answer.get('error')}", file=sys.stderr)
         return EXIT_INVALID
-    verb = "replayed onto their outputs' queues" if cmd == "dlq_replay" else "purged"
+    verb = "replayed onto their outputs' queues" if action == "replay" else "purged"
     print(f"{answer['count']} dead letter(s) {verb}")
     for name in answer.get("skipped_outputs", []):
         print(f"  skipped output {name!r}: not in the configuration", file=sys.stderr)
@@ -169,6 +197,11 @@ def queue_status(args) -> int:
     from dsrouter.delivery.deadletter import DeadLetters
 
     config, data_dir = _data_dir(args)
+    cluster = _cluster(config)
+    if cluster is not None:
+        from dsrouter.cli.delivery_cluster import queue_status as cluster_status
+
+        return cluster_status(args, config, cluster)
     dead = DeadLetters(data_dir / "deadletter").counts()
     try:
         rows = request(data_dir, {"cmd": "status"})["outputs"]

@@ -43,6 +43,10 @@ _CHUNK = 500
 Republish = Callable[[str, list[Event], list[str]], bool]
 
 
+#: Dead letters looked up and deleted together (each is two requests).
+_REMOVE_AT_ONCE = 200
+
+
 def replay_ids(letters: Sequence[StoredLetter]) -> list[str]:
     """Message ids for putting ``letters`` back on the work stream: the event's own id plus
     ``dlq<dlq_id>``, so the replay is never taken for the original publish (still in the
@@ -231,7 +235,10 @@ class JetStreamDeadLetters:
         """Delete these dead letters of ``output``; return how many."""
         subject = self.subject(output)
         seqs = sorted(int(i) for i in dlq_ids if i.isdigit())
-        return self._call(self._remove(subject, seqs), 10.0) if seqs else 0
+        removed = 0
+        for at in range(0, len(seqs), _REMOVE_AT_ONCE):  # bounded requests in flight
+            removed += self._call(self._remove(subject, seqs[at : at + _REMOVE_AT_ONCE]), 10.0)
+        return removed
 
     async def _remove(self, subject: str, seqs: builtins.list[int]) -> int:
         await self._ensure()
