@@ -322,7 +322,8 @@ class Daemon(DaemonOps):
                 self.log.info("stats_reported", **self.summary())
 
     async def _drain(self) -> None:
-        """Stop accepting; read open connections until idle or ``shutdown_timeout``."""
+        """Stop accepting; read open connections until idle or ``shutdown_timeout``. A paused
+        connection is not idle: it waits for the engine to release what it holds."""
         assert self.pipeline is not None and self.engine is not None
         self.log.info("daemon_stopping", connections=self._open_connections())
         for _, listener in self.listeners:
@@ -331,7 +332,7 @@ class Daemon(DaemonOps):
         self.pipeline.tick()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.shutdown_timeout
-        while loop.time() < deadline and not self._all_idle():
+        while loop.time() < deadline and (not self._all_idle() or self.pipeline.paused):
             await asyncio.sleep(0.05)
             self.pipeline.tick()
 

@@ -330,7 +330,7 @@ class Engine:
             self.publishing.wait(lanes, min(deadline, time.monotonic() + 30.0))
         left: dict[str, int] = {}
         for lane in lanes:
-            self._flush_held(lane)
+            self._flush_held(lane, deadline)
             left[lane.name] = self._depth(lane)
             self._close_lane(lane, deadline)
         self.watchdog.stop()
@@ -347,13 +347,16 @@ class Engine:
             return lane.queue.recent_stats().events
         return lane.queue.stats().events
 
-    def _flush_held(self, lane: Lane) -> None:
+    def _flush_held(self, lane: Lane, deadline: float) -> None:
         while lane.held:
             share = lane.held[0]
             try:
                 self._publish_held(lane, share.batch, {})
             except OSError as exc:
                 if self.cluster is not None:
+                    if time.monotonic() + 1.0 < deadline:  # a cluster electing a leader
+                        time.sleep(0.25)
+                        continue
                     self._spool(lane, exc)
                     return
                 lane.held.popleft()
