@@ -101,6 +101,7 @@ async def ensure_stream(client: JetStreamClient, config: dict[str, Any]) -> int:
                 raise
             replicas -= 1
             continue
+        await _leader_elected(client, name)
         if replicas != wanted:
             client.log.warning(
                 "cluster_replicas_reduced",
@@ -110,6 +111,20 @@ async def ensure_stream(client: JetStreamClient, config: dict[str, Any]) -> int:
                 reason="the cluster has fewer JetStream nodes than cluster_replicas",
             )
         return int(info["config"].get("num_replicas", replicas))
+
+
+async def _leader_elected(client: JetStreamClient, name: str, wait: float = 5.0) -> None:
+    """Until a new stream's RAFT group has a leader (a replicated stream answers "no
+    responders" for its first moments), at most ``wait`` seconds; the publish retries anyway."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            info = await client.api(f"STREAM.INFO.{name}")
+        except JetStreamError:
+            info = {"cluster": {}}
+        if "cluster" not in info or info["cluster"].get("leader"):  # standalone, or elected
+            return
+        await asyncio.sleep(0.1)
 
 
 def _check_existing(client: JetStreamClient, wanted: dict[str, Any], have: dict[str, Any]) -> int:
