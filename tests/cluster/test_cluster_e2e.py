@@ -230,13 +230,20 @@ def test_workers_down_the_stream_backs_up_and_one_worker_catches_up_in_order(
     w3 = fleet.start("w3", "deliver").wait_ready()
     got = wait_delivered([w3], sent, timeout=90, fleet=fleet, drained=inspect.drained())
     assert got.duplicates == 0 and got.markers.keys() == sent
-    # in order per router connection: one worker, one batch at a time, stream order
+    # One worker delivers in stream order. A router's publishes keep a connection's order
+    # unless one of them failed and was retried after later ones (docs/cluster.md, "Commits
+    # from the event loop"): then only completeness holds for that router's connections.
+    retried = {
+        r.name for r in (r1, r2) if any(x.get("event") == "output_backpressure" for x in r.logs())
+    }
     by_connection: dict[str, list[int]] = {}
     for e in got.events:
         tag, seq = e["msg"].rsplit(".", 1)
         by_connection.setdefault(tag, []).append(int(seq))
     assert len(by_connection) == 4
     for tag, seqs in by_connection.items():
-        assert seqs == list(range(PER_CONNECTION)), f"{tag} out of order"
+        assert sorted(seqs) == list(range(PER_CONNECTION)), f"{tag} incomplete"
+        if tag[:2] not in retried:
+            assert seqs == list(range(PER_CONNECTION)), f"{tag} out of order"
     assert w3.stop() == 0
     assert inspect.subject_count("archive") == 0
