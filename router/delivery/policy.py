@@ -1,7 +1,8 @@
 """``when_full = "drop_newest"`` and ``"drop_oldest"`` on a local queue that refused a batch.
 
-``drop_oldest`` first evicts the queue's oldest records (not in flight) to make room; then
-the batch's first events that fit are committed and the rest is counted as dropped. (A
+``drop_oldest`` first evicts the queue's oldest records (not in flight) to make room, then
+commits the batch's newest events that fit (a batch larger than the room loses its oldest);
+``drop_newest`` commits the batch's first events that fit. The rest is counted as dropped. (A
 cluster queue applies the same policies inside its publish: :mod:`~dsrouter.delivery.jetstream`.)
 """
 
@@ -21,14 +22,18 @@ def make_room(lane: Lane, events: list[Event] | None, payloads: list[bytes] | No
     else:
         assert events is not None
         sizes = [estimate_size(e) for e in events]
-    if policy == "drop_oldest":
+    if policy == "drop_oldest":  # room from the queue's oldest; then the batch's newest
         lane.dropped["queue_full_oldest"] += lane.queue.evict_oldest(len(sizes), sum(sizes))
-    fit = fitting(lane, sizes)
+        fit = fitting(lane, sizes[::-1])
+        keep = slice(len(sizes) - fit, None)
+    else:
+        fit = fitting(lane, sizes)
+        keep = slice(0, fit)
     if fit:
         try:
             lane.queue.publish(
-                events[:fit] if events is not None else None,
-                payloads[:fit] if payloads is not None else None,
+                events[keep] if events is not None else None,
+                payloads[keep] if payloads is not None else None,
             )
         except (QueueFull, OSError):
             fit = 0

@@ -211,6 +211,21 @@ def test_block_holds_the_batch_and_tick_publishes_it_once_there_is_room(engines,
 
 
 @pytest.mark.parametrize("kind", ["memory", "disk"])
+def test_drop_oldest_keeps_the_newest_of_a_batch_larger_than_the_queue(engines, hub, kind):
+    opts = {"queue": kind, "fsync": "never", "queue_max_events": 4, "when_full": "drop_oldest"}
+    eng = engines.make([block("a", mode="gated", batch=1, **opts)])
+    assert eng.submit({"a": make_events(3)}) is True
+    (out,) = hub.built("a")
+    wait_for(out.in_send.is_set, what="e000 in flight")
+    assert eng.submit({"a": make_events(10, start=3)}) is True  # 10 events, room for 4
+    hub.gate.set()
+    wait_for(lambda: len(hub.accepted("a")) == 4, what="the survivors delivered")
+    wait_for(lambda: queued(eng, "a") == 0, what="an empty queue")
+    assert hub.accepted("a") == ids(0, 10, 11, 12)  # the one in flight, then the newest 3
+    assert eng.snapshot()["a"]["dropped_total"] == {"queue_full_oldest": 9}
+
+
+@pytest.mark.parametrize("kind", ["memory", "disk"])
 @pytest.mark.parametrize(
     ("policy", "dropped", "survivors"),
     [
