@@ -266,7 +266,7 @@ def test_reopen_starts_a_new_connection(receiver, make):
     out.send(events(2))
     out.reopen()  # SIGHUP: certificate rotation, or a SIEM moved behind the same name
     out.send(events(2, start=2))
-    wait_until(lambda: len(r.got(1)) == 2)
+    wait_until(lambda: len(r.got(0)) == 2 and len(r.got(1)) == 2)  # each read on its own thread
     assert seqs(r.got(0)) == [0, 1] and seqs(r.got(1)) == [2, 3]
 
 
