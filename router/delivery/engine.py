@@ -183,10 +183,6 @@ class Engine:
             ticket.settle()
         return not self.holding
 
-    def payloads(self, events: list[Event], cache: dict[int, bytes] | None = None) -> list[bytes]:
-        """The events as JSON, each serialised once however many queues take it."""
-        return payloads_of(events, {} if cache is None else cache)
-
     @property
     def holding(self) -> bool:
         return any(lane.held for lane in self.lanes.values())

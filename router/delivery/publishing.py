@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from dsrouter.delivery.commit import Share
 from dsrouter.delivery.deadletter import Letter
 from dsrouter.delivery.jetstream_msgs import EventTooLarge
-from dsrouter.delivery.lanes import Encoded
+from dsrouter.delivery.lanes import Encoded, payloads_of
 from dsrouter.delivery.queue import QueueFull, decode_payload
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class Publishing:
         if batch.__class__ is Encoded:
             payloads: list[bytes] = batch
         else:
-            events, payloads = batch, self.engine.payloads(batch, cache)
+            events, payloads = batch, payloads_of(batch, {} if cache is None else cache)
         policy = lane.delivery.when_full
         try:
             future = lane.queue.submit(events, payloads, when_full=policy)  # type: ignore[attr-defined]
