@@ -168,12 +168,14 @@ def test_block_policy_pushes_back_on_the_sender_and_loses_nothing(start_daemon, 
     sink.down()
     extra = ', queue = "memory", queue_max_events = 500, when_full = "block"'
     d = start_daemon(_hook_config(sink, extra=extra, archive=False))
-    streamer = Streamer(d.ports["tcp_in"], limit=60_000, chunk=100)
+    streamer = Streamer(d.ports["tcp_in"], chunk=100)  # endless: no kernel buffer holds it all
     streamer.start()
     time.sleep(3)
-    received = metric(d.metrics, "dsrouter_events_received_total", input="tcp_in")
-    assert received < 60_000  # the daemon stopped reading: TCP flow control holds the sender
-    assert streamer.is_alive()
+    received, sent = _received(d), streamer.sent
+    time.sleep(1)
+    # the daemon stopped reading and TCP flow control holds the sender where it is
+    assert (_received(d), streamer.sent) == (received, sent) and streamer.is_alive()
+    assert received < sent
     # bounded: the limit, plus the batches parser processes were working on, plus one chunk
     in_flight = (2 * parser_count(None) + 1) * BATCH_MESSAGES
     assert (
@@ -182,11 +184,17 @@ def test_block_policy_pushes_back_on_the_sender_and_loses_nothing(start_daemon, 
     status, body = healthz(d.metrics)
     assert status == 503 and "back-pressure" in body
     assert "output hook queue is" in body and "% full" in body  # above the 80% mark
+    streamer.stop.set()  # its chunk in sendall completes once the daemon reads again
     sink.up()
     streamer.join(60)
-    got = seqs(sink.wait_events(60_000, timeout=90))
-    assert set(got) == set(range(60_000))
+    assert not streamer.is_alive() and streamer.error is None
+    got = seqs(sink.wait_events(streamer.sent, timeout=90))
+    assert set(got) == set(range(streamer.sent))
     assert d.stop()[0] == 0
+
+
+def _received(d) -> float:
+    return metric(d.metrics, "dsrouter_events_received_total", input="tcp_in")
 
 
 def test_corrupt_queue_file_is_reported_and_the_rest_delivered(start_daemon, sink, tmp_path):
