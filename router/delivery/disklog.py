@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,10 @@ if sys.platform == "win32":
     import msvcrt
 else:
     import fcntl
+
+
+#: Bytes of just-appended records a caught-up reader takes from memory instead of the file.
+FRESH_BYTES = 8 << 20
 
 
 class QueueLocked(OSError):
@@ -108,6 +113,10 @@ class SegmentLog:
         self._scanner: sg.Scanner | None = None
         self._head: sg.Entry | None = None  # next unacked record not yet taken
         self._scanned = 0  # highest seq the reader went past
+        # records appended while the reader was caught up, in order: the reader's next ones
+        self._fresh: deque[tuple[sg.Entry, _Seg]] = deque()
+        self._fresh_bytes = 0
+        self._resume: sg.Entry | None = None  # the last one taken: where the file read resumes
         self.unread = self.unread_bytes = self.corrupt = self.recovered = 0
         self._dirty = self._dir_dirty = False
         self._written: tuple[object, ...] | None = None
@@ -212,7 +221,9 @@ class SegmentLog:
 
     def append(self, payloads: list[bytes], crcs: list[int], times: list[float]) -> None:
         """Write one batch (one ``write``) numbered from ``next_seq``; all or nothing."""
+        caught_up = self._head is None and self.unread == len(self._fresh)
         seg = self._active()
+        offset = seg.size
         data = sg.encode_batch(self.next_seq, times, payloads, crcs)
         fd = self._wfd
         assert fd is not None
@@ -231,13 +242,25 @@ class SegmentLog:
             with contextlib.suppress(OSError):
                 os.lseek(fd, seg.size, os.SEEK_SET)
             raise
+        nbytes = sum(len(p) for p in payloads)
+        if caught_up and self._fresh_bytes + nbytes <= FRESH_BYTES:
+            self._keep_fresh(seg, offset, payloads, times)
+            self._fresh_bytes += nbytes
         seg.size += len(data)
         seg.count += len(payloads)
-        seg.nbytes += sum(len(p) for p in payloads)
+        seg.nbytes += nbytes
         self.unread += len(payloads)
-        self.unread_bytes += sum(len(p) for p in payloads)
+        self.unread_bytes += nbytes
         self.next_seq += len(payloads)
         self._dirty = True
+
+    def _keep_fresh(self, seg: _Seg, offset: int, payloads: list[bytes], times: list[float]) -> None:
+        """Remember a batch just written at ``offset`` of ``seg``, for the caught-up reader."""
+        add, seq = self._fresh.append, self.next_seq
+        for payload, ts in zip(payloads, times, strict=True):
+            add((sg.Entry(seq, ts, offset, payload, seg.first), seg))
+            offset += sg.HEADER_SIZE + len(payload)
+            seq += 1
 
     def _active(self) -> _Seg:
         """The segment to append to, starting a new one when the current one is full."""
@@ -270,6 +293,11 @@ class SegmentLog:
 
     def head(self) -> sg.Entry | None:
         """The oldest unacked record not taken yet (read on demand), or None."""
+        if self._head is None:
+            if self._fresh:
+                return self._fresh[0][0]
+            if self._resume is not None:
+                self._seek_past(self._resume)
         while self._head is None:
             if self._ri >= len(self._segs):
                 return None
@@ -297,8 +325,31 @@ class SegmentLog:
                 self._head = entry
         return self._head
 
+    def _seek_past(self, entry: sg.Entry) -> None:
+        """Point the file reader just past ``entry`` (the last record taken from memory)."""
+        self._resume = None
+        segs = self._segs
+        while self._ri < len(segs) and segs[self._ri].first < entry.seg:
+            self._settle(segs[self._ri])  # passed in memory: nothing unread is left in it
+            self._ri += 1
+        self._scanner = None  # entry's segment is gone (all acked): read the next from its start
+        if self._ri < len(segs) and segs[self._ri].first == entry.seg:
+            end = entry.offset + sg.HEADER_SIZE + len(entry.payload)
+            self._scanner = sg.Scanner(self._rfd(entry.seg), end, segs[self._ri].size)
+            self._scanner.last_seq = entry.seq
+
     def take(self) -> sg.Entry | None:
         """Take the head record: from now on the queue tracks it."""
+        if self._head is None and self._fresh:
+            entry, seg = self._fresh.popleft()
+            self._fresh_bytes -= len(entry.payload)
+            seg.count -= 1
+            seg.nbytes -= len(entry.payload)
+            self.unread -= 1
+            self.unread_bytes -= len(entry.payload)
+            self._scanned = max(self._scanned, entry.seq)
+            self._resume = entry
+            return entry
         entry = self.head()
         if entry is not None:
             self._head = None

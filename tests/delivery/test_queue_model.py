@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from dsrouter.delivery import disklog
 from dsrouter.delivery.diskqueue import DiskQueue, read_records
 from dsrouter.delivery.memqueue import MemoryQueue, estimate_size
 from dsrouter.delivery.queue import UNLIMITED, Queue, QueueFull, Record
@@ -240,6 +241,21 @@ class DiskModel(QueueModel):
     backend = "disk"
 
 
+class DiskFreshBoundModel(QueueModel):
+    """The disk queue with a tiny in-memory tail of fresh records: the reader keeps switching
+    between records it takes from memory and records it reads back from the files."""
+
+    backend = "disk"
+
+    def __init__(self) -> None:
+        self.saved, disklog.FRESH_BYTES = disklog.FRESH_BYTES, 120
+        super().__init__()
+
+    def teardown(self) -> None:
+        super().teardown()
+        disklog.FRESH_BYTES = self.saved
+
+
 class MemoryModel(QueueModel):
     backend = "memory"
 
@@ -250,6 +266,8 @@ class SpillModel(QueueModel):
 
 TestDiskQueueModel = DiskModel.TestCase
 TestDiskQueueModel.settings = SETTINGS
+TestDiskFreshBoundModel = DiskFreshBoundModel.TestCase
+TestDiskFreshBoundModel.settings = SETTINGS
 TestMemoryQueueModel = MemoryModel.TestCase
 TestMemoryQueueModel.settings = SETTINGS
 TestSpillQueueModel = SpillModel.TestCase
