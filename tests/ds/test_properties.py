@@ -171,3 +171,69 @@ def test_extension_keys_are_capped_on_both_paths() -> None:
         receipt = ("r", "p", "i", line)
         fast = _fast(line, receipt, 1_764_285_512.0, {})
         assert fast is None or fast == _slow(line, receipt, 1_764_285_512.0)
+
+
+#: The envelopes the fast path takes: RFC 3164 and ISO stamps, RFC 5424 with or without
+#: structured data and BOM (each ends with the space before ``CEF:``).
+ENVELOPES = st.sampled_from(
+    [
+        "<134>Nov 27 23:18:32 web-07 ",
+        "<86>Feb  3 01:02:03 10.0.0.7 ",
+        "<0>2021-10-06T01:29:43-07:00 dsm.example.com ",
+        "<191>2026-11-27T23:18:32.123456+00:00 WIN-AD-01 ",
+        "<134>1 2026-11-27T23:18:32Z web-07 CEF - - - ",
+        '<134>1 2026-11-27T23:18:32Z web-07 app 42 ID7 [ds@1 a="1" b="x\\"y"] \ufeff',
+        "<14>1 - - - - - - ",
+    ]
+)
+#: (product, signature id) pairs, one or more per module, so every alias table is used.
+SOURCES = st.sampled_from(
+    [
+        ("Deep Security Agent", "20"),
+        ("Deep Security Agent", "123"),
+        ("Deep Security Agent", "1005402"),
+        ("Deep Security Agent", "2002779"),
+        ("Deep Security Agent", "3003005"),
+        ("Deep Security Agent", "4000000"),
+        ("Deep Security Agent", "5000000"),
+        ("Deep Security Agent", "6001100"),
+        ("Deep Security Agent", "7000000"),
+        ("Deep Security Manager", "600"),
+        ("Workload Security Agent", "abc"),
+    ]
+)
+#: Alias slots and derived-field sources, with numbers, words and escapes as values (not
+#: ``vendor``: a reserved name, which only the careful path keeps, under ``ext_shadowed``).
+SLOT_KEYS = st.sampled_from(
+    ["cs1", "cs2", "cs3", "cs4", "cs5", "cs6", "cn1", "cn2", "cn3", "dvchost", "dvc"]
+)
+EXT_VALUES = st.lists(
+    st.sampled_from(["12", "-3", "007", "x", "a b", "0x00 ACK", "c:\\windows", "\\", "=", "é"]),
+    max_size=3,
+).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    ENVELOPES,
+    SOURCES,
+    st.dictionaries(KEYS | SLOT_KEYS | st.sampled_from(sorted(INT_KEYS)), EXT_VALUES, max_size=8),
+    st.sampled_from([" ", "  "]),
+    st.booleans(),
+)
+def test_the_fast_path_takes_every_plain_line_and_agrees_with_the_careful_path(
+    envelope, source, pairs, separator, tenant
+) -> None:
+    """The fast path must not just step aside: every line it is built for goes through it,
+    with the same event the careful path builds (module, aliases, ints, escapes, host)."""
+    if tenant:
+        pairs = {**pairs, "TrendMicroDsTenant": "Acme", "TrendMicroDsTenantId": "3"}
+    ext = separator.join(f"{k}={escape_value(v)}" for k, v in pairs.items()) or "a="
+    product, sig = source
+    line = f"{envelope}CEF:0|Trend Micro|{product}|20.0.1|{sig}|Some name|6|{ext}"
+    receipt = ("r", "p", "i", line)
+    fast = _fast(line, receipt, 1_764_285_512.0, {})
+    careful = _slow(line, receipt, 1_764_285_512.0)
+    assert fast is not None, line
+    assert fast == careful
+    assert "parse_error" not in fast
