@@ -3,7 +3,8 @@
     python bench/report.py [--work bench-work] --label LABEL
 
 Reads ``WORK/results/runs.jsonl`` (records of LABEL, or of several ``--label``s pooled; median
-per contender and connection count, and dsrouter's events/s over each peer's in the same round),
+per contender and connection count, and dsrouter's events/s over each peer's in the same round;
+for paced UDP, the events each contender lost at each offered rate, round by round),
 ``WORK/results/dsrouter-inprocess.json`` and ``WORK/results/dsrouter-tcp.json``; prints the table
 and the machine description, and writes them to ``WORK/results/peers-LABEL.md``.
 """
@@ -58,6 +59,22 @@ def _groups(work: Path, labels: list[str]) -> dict[tuple, list[dict]]:
         if r.get("label") in labels and r.get("kind") != "sender" and r.get("proto") == "tcp":
             groups.setdefault((r["contender"], r.get("conns", 1)), []).append(r)
     return groups
+
+
+def udp_rows(work: Path, labels: list[str]) -> list[str]:
+    """Paced UDP: events lost of those sent, per contender and offered rate, every round."""
+    path = work / "results" / "runs.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    groups: dict[tuple, list[dict]] = {}
+    for r in recs:
+        if r.get("label") in labels and r.get("kind") != "sender" and r.get("proto") == "udp":
+            groups.setdefault((r.get("udp_rate") or 0, r["contender"]), []).append(r)
+    rows = []
+    for (rate, name), rs in sorted(groups.items()):
+        runs = ", ".join(f"{r['lost']:,} ({r['loss_pct']}%)" for r in rs if "lost" in r)
+        med = _med([r.get("loss_pct") for r in rs])
+        rows.append(f"| {rate:,}/s | {name} | {runs} | {med if med is not None else '-'}% |")
+    return rows
 
 
 def paired_ratios(groups: dict[tuple, list[dict]], mine: str = "dsrouter") -> list[str]:
@@ -139,6 +156,11 @@ def main() -> None:
     table = "\n".join([HEAD, *harness_rows(groups), *own_rows(a.work)])
     ratios = "\n".join(paired_ratios(groups))
     text = f"label {' + '.join(a.label)}\n\n{table}\n\nsame-round ratios:\n{ratios}\n"
+    udp = udp_rows(a.work, a.label)
+    if udp:
+        head = "| offered rate | contender | lost, round by round | median loss |"
+        lines = [head, "|---|---|---|---|", *udp]
+        text += "\npaced UDP (events lost of those sent):\n" + "\n".join(lines) + "\n"
     machine = a.work / "results" / f"machine-{a.label[0]}.txt"
     if machine.exists():
         text += "\nmachine:\n```\n" + machine.read_text() + "```\n"

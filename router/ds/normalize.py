@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from itertools import islice
 from typing import Any
 
@@ -38,7 +38,7 @@ from dsrouter.syslog import (
     strip_octet_count,
 )
 
-__all__ = ["parse_batch", "parse_message"]
+__all__ = ["iter_events", "parse_batch", "parse_message"]
 
 Event = dict[str, Any]
 Receipt = tuple[str, str, str, str]
@@ -354,16 +354,20 @@ def _valid_unicode(text: str) -> str:
 
 def parse_batch(messages: list[bytes], input: str, peer: str, received_at: str) -> list[Event]:
     """One normalized event per message, same order. Never raises on any input."""
+    return list(iter_events(messages, input, peer, received_at))
+
+
+def iter_events(messages: list[bytes], input: str, peer: str, received_at: str) -> Iterator[Event]:
+    """:func:`parse_batch` one event at a time, for callers that finish with each event
+    before the next (its working set stays in the CPU's caches). Never raises."""
     now = time.time()
-    out: list[Event] = []
-    add = out.append
     fast, slow = _fast, _slow
     stamps = rfc3164_cache(now)
     for data in messages:
         text = data.decode("utf-8", "replace")
         receipt = (received_at, peer, input, text)
         try:
-            add(fast(text, receipt, now, stamps) or slow(text, receipt, now))
+            ev = fast(text, receipt, now, stamps) or slow(text, receipt, now)
         except Exception as exc:
-            add(_failed(text, receipt, exc))
-    return out
+            ev = _failed(text, receipt, exc)
+        yield ev
