@@ -254,7 +254,9 @@ class SegmentLog:
         self.next_seq += len(payloads)
         self._dirty = True
 
-    def _keep_fresh(self, seg: _Seg, offset: int, payloads: list[bytes], times: list[float]) -> None:
+    def _keep_fresh(
+        self, seg: _Seg, offset: int, payloads: list[bytes], times: list[float]
+    ) -> None:
         """Remember a batch just written at ``offset`` of ``seg``, for the caught-up reader."""
         add, seq = self._fresh.append, self.next_seq
         for payload, ts in zip(payloads, times, strict=True):
@@ -341,15 +343,7 @@ class SegmentLog:
     def take(self) -> sg.Entry | None:
         """Take the head record: from now on the queue tracks it."""
         if self._head is None and self._fresh:
-            entry, seg = self._fresh.popleft()
-            self._fresh_bytes -= len(entry.payload)
-            seg.count -= 1
-            seg.nbytes -= len(entry.payload)
-            self.unread -= 1
-            self.unread_bytes -= len(entry.payload)
-            self._scanned = max(self._scanned, entry.seq)
-            self._resume = entry
-            return entry
+            return self._take_fresh()
         entry = self.head()
         if entry is not None:
             self._head = None
@@ -359,6 +353,17 @@ class SegmentLog:
             self.unread -= 1
             self.unread_bytes -= len(entry.payload)
         return entry
+
+    def _take_fresh(self) -> sg.Entry:
+        fresh, seg = self._fresh.popleft()
+        self._fresh_bytes -= len(fresh.payload)
+        seg.count -= 1
+        seg.nbytes -= len(fresh.payload)
+        self.unread -= 1
+        self.unread_bytes -= len(fresh.payload)
+        self._scanned = max(self._scanned, fresh.seq)
+        self._resume = fresh
+        return fresh
 
     def reread(self, seg: int, offset: int, seq: int, size: int) -> bytes | None:
         """A taken record's payload again, or None when it no longer verifies."""

@@ -28,7 +28,8 @@ LINE = (
 def _lines(start: int, count: int) -> list[bytes]:
     sigs = ("20", "1005402", "3003005", "4000000")
     return [
-        LINE.format(n=n, sig=sigs[n % 4], sev=3 + n % 6).encode() for n in range(start, start + count)
+        LINE.format(n=n, sig=sigs[n % 4], sev=3 + n % 6).encode()
+        for n in range(start, start + count)
     ]
 
 
