@@ -13,11 +13,14 @@
 #      `custom` hook (bench/dsrouter_contender.py), for every connection count in CONNS. Interleaving
 #      the contenders keeps load from other processes from landing on one contender only; the
 #      table shows the median over the rounds;
+#   2b. paced UDP: ROUNDS rounds of UDP_PEERS and dsrouter at each rate of UDP_RATES, on a
+#      UDP_N-event workload of its own; the table reports the events each one lost;
 #   3. bench/inprocess.py and bench/tcp.py on the same file (ROUNDS repetitions each);
 #   4. bench/report.py: one markdown table -> WORK/results/peers-LABEL.md.
 # Knobs: N (100000), ROUNDS (3), CONNS ("1"), PEERS (the full-parse peers and both raw-copy
 # configurations), QUEUE (disk: dsrouter's durable queue on), WORKERS (settings.workers;
-# unset: the daemon's default), SKIP_EXTRA=1 (no step 3), LABEL, BENCH_SHARED (the shared bench folder),
+# unset: the daemon's default), UDP_RATES ("20000 40000"; "" skips step 2b), UDP_N (200000),
+# UDP_PEERS (rsyslog-fullparse syslog-ng-fullparse), SKIP_EXTRA=1 (no step 3), LABEL, BENCH_SHARED (the shared bench folder),
 # DSROUTER_PYTHON (a python that imports dsrouter; default: python3 on PATH), SKIP_SETUP=1.
 # Needs root for apt on the first run. All traffic stays on 127.0.0.1.
 set -euo pipefail
@@ -39,6 +42,9 @@ CONNS=${CONNS:-1}
 PEERS=${PEERS:-rsyslog-fullparse rsyslog-fullparse-2w syslog-ng-fullparse rsyslog syslog-ng}
 QUEUE=${QUEUE:-disk}
 WORKERS_ARG=${WORKERS:+--workers $WORKERS}
+UDP_RATES=${UDP_RATES-20000 40000}
+UDP_N=${UDP_N:-200000}
+UDP_PEERS=${UDP_PEERS:-rsyslog-fullparse syslog-ng-fullparse}
 CMD="$PY $HERE/dsrouter_contender.py --port {port} --all {out} --sev {outdir}/sev.log --queue $QUEUE $WORKERS_ARG"
 
 echo "== 1. shared harness: setup, workload (N=$N), machine description (label $LABEL)"
@@ -53,6 +59,23 @@ for round in $(seq 1 "$ROUNDS"); do
     "${B[@]}" --conns "$c" custom --name dsrouter --cmd "$CMD" --extra-out sev.log=sev
   done
 done
+
+if [ -n "$UDP_RATES" ]; then
+  # paced UDP: a smaller workload of its own (UDP_N events, same generator and seed), so that
+  # loss measures the receiver at that rate, not how long a sender can keep it up
+  UDP_DATA="$WORK/data/udp-$UDP_N.log"
+  [ -f "$UDP_DATA.meta.json" ] \
+    || python3 "$SHARED/gen_events.py" -n "$UDP_N" --seed 1 -o "$UDP_DATA" > /dev/null
+  U=(python3 "$SHARED/bench.py" --work "$WORK" --data "$UDP_DATA" --reps 1 --label "$LABEL" --proto udp)
+  for round in $(seq 1 "$ROUNDS"); do
+    for rate in $UDP_RATES; do
+      echo "== 2b. round $round/$ROUNDS, UDP paced at $rate/s: $UDP_PEERS, dsrouter"
+      # shellcheck disable=SC2086
+      "${U[@]}" --udp-rate "$rate" run $UDP_PEERS
+      "${U[@]}" --udp-rate "$rate" custom --name dsrouter --cmd "$CMD --udp" --extra-out sev.log=sev
+    done
+  done
+fi
 
 if [ -z "${SKIP_EXTRA:-}" ]; then
   echo "== 3. dsrouter in one process, and over TCP with bench/tcp.py"
