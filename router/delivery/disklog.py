@@ -1,6 +1,7 @@
-"""The files behind a :class:`~dsrouter.delivery.diskqueue.DiskQueue`: lock, recovery, appends,
-the reader, the ack state and group commit. See :mod:`~dsrouter.delivery.diskqueue` for what
-survives what, and :mod:`~dsrouter.delivery.segments` for the bytes.
+"""The files behind a :class:`~dsrouter.delivery.diskqueue.DiskQueue`: recovery, appends,
+the reader, the ack state and group commit (the lock and descriptors: :mod:`.diskfiles`).
+See :mod:`~dsrouter.delivery.diskqueue` for what survives what, and
+:mod:`~dsrouter.delivery.segments` for the bytes.
 """
 
 from __future__ import annotations
@@ -18,23 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import segments as sg
-
-if sys.platform == "win32":
-    import msvcrt
-else:
-    import fcntl
-
+from .diskfiles import Files, lock_directory
 
 #: Bytes of just-appended records a caught-up reader takes from memory instead of the file.
 FRESH_BYTES = 8 << 20
-
-
-class QueueLocked(OSError):
-    """Another process (or another open queue) holds the queue directory."""
-
-    def __init__(self, directory: Path) -> None:
-        msg = "queue directory is locked by another process (is another dsrouter running?)"
-        super().__init__(errno.EAGAIN, msg, str(directory))
 
 
 @dataclass(slots=True)
@@ -44,42 +32,6 @@ class _Seg:
     size: int = 0  # committed bytes
     count: int = 0  # unacked records the reader has not reached
     nbytes: int = 0  # their payload bytes
-
-
-class _Files:
-    """Every descriptor of a log, so that a log dropped unclosed (a simulated crash) lets go
-    of its files and lock like a dead process would, writing nothing."""
-
-    def __init__(self) -> None:
-        self.fds: set[int] = set()
-        self.stop = threading.Event()
-
-    def open(self, path: Path, flags: int) -> int:
-        fd = os.open(path, flags | sg.O_BINARY, 0o644)
-        self.fds.add(fd)
-        return fd
-
-    def close(self, fd: int) -> None:
-        self.fds.discard(fd)
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-    def close_all(self) -> None:
-        self.stop.set()
-        for fd in list(self.fds):
-            self.close(fd)
-
-
-def _lock(files: _Files, directory: Path) -> None:
-    fd = files.open(directory / "lock", os.O_RDWR | os.O_CREAT)
-    try:
-        if sys.platform == "win32":
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        else:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        files.close(fd)
-        raise QueueLocked(directory) from e
 
 
 def _sync_loop(ref: weakref.ref[SegmentLog], stop: threading.Event, interval: float) -> None:
@@ -104,7 +56,7 @@ class SegmentLog:
         self.directory, self.segment_bytes, self.fsync = directory, segment_bytes, fsync
         self._lock = lock
         directory.mkdir(parents=True, exist_ok=True)
-        self._files = _Files()
+        self._files = Files()
         self._segs: list[_Seg] = []
         self._wfd: int | None = None
         self._retired: list[int] = []  # write fds of rolled segments, for the syncer
@@ -122,7 +74,7 @@ class SegmentLog:
         self._written: tuple[object, ...] | None = None
         self.state_rebuilt = False
         try:
-            _lock(self._files, directory)
+            lock_directory(self._files, directory)
             self._recover()
         except BaseException:
             self._files.close_all()

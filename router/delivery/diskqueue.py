@@ -46,7 +46,8 @@ from pathlib import Path
 import orjson
 
 from . import segments as sg
-from .disklog import QueueLocked, SegmentLog
+from .diskfiles import QueueLocked
+from .disklog import SegmentLog
 from .queue import Event, Queue, QueueFull, QueueStats, Record
 from .segments import read_records
 
