@@ -13,13 +13,13 @@ import sys
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import segments as sg
 from .diskfiles import Files, lock_directory
+from .freshtail import FreshTail, Taken
 
 #: Bytes of just-appended records a caught-up reader takes from memory instead of the file.
 FRESH_BYTES = 8 << 20
@@ -66,8 +66,7 @@ class SegmentLog:
         self._head: sg.Entry | None = None  # next unacked record not yet taken
         self._scanned = 0  # highest seq the reader went past
         # records appended while the reader was caught up, in order: the reader's next ones
-        self._fresh: deque[tuple[sg.Entry, _Seg]] = deque()
-        self._fresh_bytes = 0
+        self._fresh = FreshTail()
         self._resume: sg.Entry | None = None  # the last one taken: where the file read resumes
         self.unread = self.unread_bytes = self.corrupt = self.recovered = 0
         self._dirty = self._dir_dirty = False
@@ -173,7 +172,7 @@ class SegmentLog:
 
     def append(self, payloads: list[bytes], crcs: list[int], times: list[float]) -> None:
         """Write one batch (one ``write``) numbered from ``next_seq``; all or nothing."""
-        caught_up = self._head is None and self.unread == len(self._fresh)
+        caught_up = self._head is None and self.unread == self._fresh.count
         seg = self._active()
         offset = seg.size
         data = sg.encode_batch(self.next_seq, times, payloads, crcs)
@@ -195,9 +194,8 @@ class SegmentLog:
                 os.lseek(fd, seg.size, os.SEEK_SET)
             raise
         nbytes = sum(len(p) for p in payloads)
-        if caught_up and self._fresh_bytes + nbytes <= FRESH_BYTES:
-            self._keep_fresh(seg, offset, payloads, times)
-            self._fresh_bytes += nbytes
+        if caught_up and self._fresh.nbytes + nbytes <= FRESH_BYTES:
+            self._fresh.keep(seg, self.next_seq, offset, payloads, times)
         seg.size += len(data)
         seg.count += len(payloads)
         seg.nbytes += nbytes
@@ -205,16 +203,6 @@ class SegmentLog:
         self.unread_bytes += nbytes
         self.next_seq += len(payloads)
         self._dirty = True
-
-    def _keep_fresh(
-        self, seg: _Seg, offset: int, payloads: list[bytes], times: list[float]
-    ) -> None:
-        """Remember a batch just written at ``offset`` of ``seg``, for the caught-up reader."""
-        add, seq = self._fresh.append, self.next_seq
-        for payload, ts in zip(payloads, times, strict=True):
-            add((sg.Entry(seq, ts, offset, payload, seg.first), seg))
-            offset += sg.HEADER_SIZE + len(payload)
-            seq += 1
 
     def _active(self) -> _Seg:
         """The segment to append to, starting a new one when the current one is full."""
@@ -249,7 +237,7 @@ class SegmentLog:
         """The oldest unacked record not taken yet (read on demand), or None."""
         if self._head is None:
             if self._fresh:
-                return self._fresh[0][0]
+                return self._fresh.first()
             if self._resume is not None:
                 self._seek_past(self._resume)
         while self._head is None:
@@ -294,8 +282,8 @@ class SegmentLog:
 
     def take(self) -> sg.Entry | None:
         """Take the head record: from now on the queue tracks it."""
-        if self._head is None and self._fresh:
-            return self._take_fresh()
+        if self.take_fresh(1) is not None:
+            return self._resume
         entry = self.head()
         if entry is not None:
             self._head = None
@@ -306,16 +294,21 @@ class SegmentLog:
             self.unread_bytes -= len(entry.payload)
         return entry
 
-    def _take_fresh(self) -> sg.Entry:
-        fresh, seg = self._fresh.popleft()
-        self._fresh_bytes -= len(fresh.payload)
-        seg.count -= 1
-        seg.nbytes -= len(fresh.payload)
-        self.unread -= 1
-        self.unread_bytes -= len(fresh.payload)
-        self._scanned = max(self._scanned, fresh.seq)
-        self._resume = fresh
-        return fresh
+    def take_fresh(self, n: int) -> Taken | None:
+        """Take up to ``n`` records at once when the next ones are in memory (the caught-up
+        reader's common case), all from one appended batch; None when they are not."""
+        if self._head is not None or not self._fresh:
+            return None
+        seg, taken, nbytes = self._fresh.take(n)
+        seq, _, offsets, payloads, times = taken
+        k = len(payloads)
+        seg.count -= k
+        seg.nbytes -= nbytes
+        self.unread -= k
+        self.unread_bytes -= nbytes
+        self._scanned = max(self._scanned, seq + k - 1)
+        self._resume = sg.Entry(seq + k - 1, times[-1], offsets[-1], payloads[-1], seg.first)
+        return taken
 
     def reread(self, seg: int, offset: int, seq: int, size: int) -> bytes | None:
         """A taken record's payload again, or None when it no longer verifies."""

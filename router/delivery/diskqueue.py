@@ -263,17 +263,44 @@ class DiskQueue(Queue):
             meta.attempts += 1
             self._leased.add(seq)
             out.append((meta, payload))
-        while len(out) < n and (e := self._log.take()) is not None:
-            meta = _Meta(e.seq, len(e.payload), e.ts, e.seg, e.offset, 1)
-            meta.event = self._recall(e.seq)
-            self._pending[e.seq] = meta
-            self._pbytes += meta.size
-            self._leased.add(e.seq)
-            out.append((meta, e.payload))
+        log = self._log
+        while len(out) < n:
+            taken = log.take_fresh(n - len(out))
+            if taken is None:
+                e = log.take()
+                if e is None:
+                    break
+                taken = e.seq, e.seg, [e.offset], [e.payload], [e.ts]
+            self._track(*taken, out)
         if damaged:
             self._log.corrupt += damaged
             self._log.commit(self._pending)
         return out
+
+    def _track(
+        self,
+        seq: int,
+        seg: int,
+        offsets: list[int],
+        payloads: list[bytes],
+        times: list[float],
+        out: list[tuple[_Meta, bytes]],
+    ) -> None:
+        """Lease records just taken from the log, numbered from ``seq``."""
+        pending, lease, add = self._pending, self._leased.add, out.append
+        recall = self._recall if self._fresh else None
+        nbytes = 0
+        for offset, payload, ts in zip(offsets, payloads, times, strict=True):
+            size = len(payload)
+            meta = _Meta(seq, size, ts, seg, offset, 1)
+            if recall is not None:
+                meta.event = recall(seq)
+            pending[seq] = meta
+            lease(seq)
+            add((meta, payload))
+            nbytes += size
+            seq += 1
+        self._pbytes += nbytes
 
     def _decode(self, got: list[tuple[_Meta, bytes]]) -> list[Record]:
         out, bad = [], []
