@@ -58,7 +58,7 @@ class Pipeline:
         def sink(messages: list[bytes], peer: str, truncated: bool = False) -> None:
             pending.append((name, peer, messages, truncated))
             if pooled is not None:
-                pooled.received(len(messages))
+                pooled.received(len(messages), sum(map(len, messages)))
             if not self.flush_scheduled:
                 self.flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self.flush)

@@ -2,11 +2,14 @@
 
 On the event loop only cheap steps remain: chunks the receivers framed wait in
 ``Pipeline.pending``; :meth:`PooledFlow.dispatch` cuts them into batches of at most
-:data:`BATCH_MESSAGES` messages and hands each to the least busy parser process (two batches
-in flight per process, none while the engine holds a batch). Answers (each output's JSON
-payloads) are committed to the engine in batch order. When more than :data:`MAX_PENDING`
-messages wait for a free process, the receivers pause until the backlog is half that — the
-same back-pressure the engine applies.
+:data:`BATCH_MESSAGES` messages and :data:`BATCH_BYTES` bytes (one message at least) and hands
+each to the least busy parser process (two batches in flight per process, none while the
+engine holds a batch). Answers (each output's JSON payloads) are committed to the engine in
+batch order. When more than :data:`MAX_PENDING` messages or :data:`MAX_PENDING_BYTES` bytes
+wait for a free process, the receivers pause until the backlog is half that — the same
+back-pressure the engine applies. The bound is generous because a UDP sender cannot be held
+back: a burst the parsers cannot keep up with waits here (bounded in bytes, whatever the
+message sizes) instead of overflowing the kernel's buffer.
 
 Events that reached a throttle come back unrouted and are routed here, against the one
 budget state (so ``throttle 1 per 5m`` admits one event per window, not one per process).
@@ -25,7 +28,9 @@ from dsrouter.delivery.engine import Encoded
 from dsrouter.parse_worker import Item, Routed, now_stamp, parse_items, route_batch
 
 BATCH_MESSAGES = 500
-MAX_PENDING = 50_000
+BATCH_BYTES = 1 << 20
+MAX_PENDING = 200_000
+MAX_PENDING_BYTES = 64 << 20
 
 
 class PooledFlow:
@@ -35,14 +40,15 @@ class PooledFlow:
         self.pipe, self.pool = pipe, pool
         self.sent = self.committed = 0  # batch ids: next to send, next to commit
         self.arrived: dict[int, Routed] = {}
-        self.pending_messages = 0
+        self.pending_messages = self.pending_bytes = 0
         self.backlogged = False
 
     # -- sending --------------------------------------------------------------------------
-    def received(self, count: int) -> None:
-        """A receiver added ``count`` messages to ``pending``."""
+    def received(self, count: int, nbytes: int) -> None:
+        """A receiver added ``count`` messages of ``nbytes`` bytes to ``pending``."""
         self.pending_messages += count
-        if self.pending_messages > MAX_PENDING and not self.backlogged:
+        self.pending_bytes += nbytes
+        if self._over(1) and not self.backlogged:
             self.backlogged = True
             self.pipe.pause()
 
@@ -50,18 +56,25 @@ class PooledFlow:
         pool, pending = self.pool, self.pipe.pending
         engine = self.pipe.engine
         while pending and not engine.holding and pool.in_flight < max(pool.capacity, 1):
-            items = _take(pending, BATCH_MESSAGES)
-            count = sum(len(m) for _, _, m, _ in items)
-            self.pending_messages -= count
+            items, nbytes = _take(pending, BATCH_MESSAGES)
+            self.pending_messages -= sum(len(m) for _, _, m, _ in items)
+            self.pending_bytes -= nbytes
             batch, at = self.sent, now_stamp()
             self.sent += 1
             if not pool.send(batch, at, items):  # no process left: parse here
                 self.arrived[batch] = self._route_here(batch, at, items)
         self._commit_ready()
-        if self.backlogged and self.pending_messages <= MAX_PENDING // 2:
+        if self.backlogged and not self._over(2):
             self.backlogged = False
             if not engine.holding:
                 self.pipe.resume()
+
+    def _over(self, share: int) -> bool:
+        """Is the backlog past ``1/share`` of its bounds?"""
+        return (
+            self.pending_messages * share > MAX_PENDING
+            or self.pending_bytes * share > MAX_PENDING_BYTES
+        )
 
     # -- answers --------------------------------------------------------------------------
     def on_answers(self) -> None:
@@ -154,24 +167,41 @@ class PooledFlow:
                 self.arrived[batch] = self._route_here(batch, at, items)
             proc.unanswered.clear()
         while self.pipe.pending:
-            items = _take(self.pipe.pending, BATCH_MESSAGES)
+            items, _ = _take(self.pipe.pending, BATCH_MESSAGES)
             self.arrived[self.sent] = self._route_here(self.sent, now_stamp(), items)
             self.sent += 1
         self._commit_ready()
         self.pool.close()
 
 
-def _take(pending: list[Item], limit: int) -> list[Item]:
-    """Up to ``limit`` messages from the front of ``pending`` (a big chunk is split)."""
+def _take(pending: list[Item], limit: int, max_bytes: int = BATCH_BYTES) -> tuple[list[Item], int]:
+    """Up to ``limit`` messages and ``max_bytes`` bytes (at least one message) from the front
+    of ``pending`` (a big chunk is split), and their size in bytes."""
     items: list[Item] = []
-    room = limit
-    while pending and room > 0:
+    room, room_bytes = limit, max_bytes
+    while pending and room > 0 and room_bytes > 0:
         name, peer, messages, truncated = pending[0]
-        if len(messages) <= room:
+        n = min(len(messages), room)
+        size = sum(map(len, messages[:n]))
+        if size > room_bytes:  # cut at the byte bound (but take one message at least)
+            n, size = _fit(messages, room_bytes, items)
+            if n == 0:
+                break
+        if n == len(messages):
             items.append(pending.pop(0))
-            room -= len(messages)
         else:
-            items.append((name, peer, messages[:room], truncated))
-            pending[0] = (name, peer, messages[room:], truncated)
-            room = 0
-    return items
+            items.append((name, peer, messages[:n], truncated))
+            pending[0] = (name, peer, messages[n:], truncated)
+        room, room_bytes = room - n, room_bytes - size
+    return items, max_bytes - room_bytes
+
+
+def _fit(messages: list[bytes], room: int, items: list[Item]) -> tuple[int, int]:
+    """How many of ``messages`` fit ``room`` bytes, and their size; the first always does
+    when ``items`` is still empty."""
+    n = size = 0
+    for m in messages:
+        if size + len(m) > room and (n or items):
+            break
+        n, size = n + 1, size + len(m)
+    return n, size

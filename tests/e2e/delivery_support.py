@@ -21,8 +21,10 @@ LINE = (
 )
 
 
-def lines(start: int, count: int) -> list[bytes]:
-    return [LINE.format(n=n).encode() for n in range(start, start + count)]
+def lines(start: int, count: int, pad: int = 0) -> list[bytes]:
+    """Numbered test events; ``pad`` bytes more in a ``cs1`` value make them big."""
+    tail = f" cs1={'x' * pad}".encode() if pad else b""
+    return [LINE.format(n=n).encode() + tail for n in range(start, start + count)]
 
 
 def seqs(events) -> list[int]:
@@ -44,9 +46,11 @@ class Streamer(threading.Thread):
     """Streams numbered events over one TCP connection until stopped or refused; ``sent``
     counts the events whose bytes ``sendall`` fully handed to the kernel."""
 
-    def __init__(self, port: int, limit: int = 2_000_000, chunk: int = 50, pace: float = 0.0):
+    def __init__(
+        self, port: int, limit: int = 2_000_000, chunk: int = 50, pace: float = 0.0, pad: int = 0
+    ):
         super().__init__(daemon=True)
-        self.port, self.limit, self.chunk, self.pace = port, limit, chunk, pace
+        self.port, self.limit, self.chunk, self.pace, self.pad = port, limit, chunk, pace, pad
         self.sent = 0
         self.stop = threading.Event()
         self.error: Exception | None = None
@@ -55,7 +59,7 @@ class Streamer(threading.Thread):
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
         try:
             while not self.stop.is_set() and self.sent < self.limit:
-                batch = lines(self.sent, self.chunk)
+                batch = lines(self.sent, self.chunk, self.pad)
                 sock.sendall(b"".join(m + b"\n" for m in batch))
                 self.sent += len(batch)
                 if self.pace:

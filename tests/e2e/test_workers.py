@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from .conftest import wait_for_lines
+from .delivery_support import Streamer, seqs
 
 CEF = (
     "<134>Jan  1 00:00:00 {host} CEF:0|Trend Micro|Deep Security Agent|20.0|20|Log|{sev}|"
@@ -180,3 +181,37 @@ def test_sigterm_mid_stream_commits_what_the_parsers_hold(start_daemon, tmp_path
     events = wait_for_lines("out/all.jsonl", 20_000, tmp_path, timeout=60)
     assert {_seq(e) for e in events} == set(range(20_000))
     d.stop()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc for the parser processes")
+def test_a_backlog_for_stopped_parsers_is_bounded_in_bytes(start_daemon, tmp_path):
+    """Parsers stopped while 60 KB messages stream in: the receiver stops reading after about
+    64 MiB of backlog (200,000 messages, the count bound, would be 12 GB), and every message
+    arrives once the parsers go on."""
+    d = start_daemon(_config(tmp_path, 2, "route everything { to all }"))
+    kids = _children(d.proc.pid)
+    size, limit = 60_000, 4_000  # 240 MB if nothing held the sender back
+    streamer = Streamer(d.ports["t"], limit=limit, chunk=10, pad=size)
+    for kid in kids:
+        os.kill(kid, signal.SIGSTOP)
+    try:
+        streamer.start()
+        deadline, held = time.monotonic() + 60, None
+        while time.monotonic() < deadline and held is None:
+            sent = streamer.sent
+            time.sleep(1)
+            if streamer.sent == sent and streamer.is_alive():
+                held = sent
+    finally:
+        for kid in kids:
+            os.kill(kid, signal.SIGCONT)
+    assert held is not None, "the sender was never held back"
+    # 64 MiB waiting, 2 batches of 1 MiB per parser, what loopback TCP buffers, one chunk
+    assert held * size <= (64 + 2 * 2 + 16) << 20
+    streamer.stop.set()
+    streamer.join(60)
+    assert not streamer.is_alive() and streamer.error is None
+    events = wait_for_lines("out/all.jsonl", streamer.sent, tmp_path, timeout=120)
+    assert sorted(seqs(events)) == list(range(streamer.sent))
+    rc, _ = d.stop()
+    assert rc == 0
