@@ -84,4 +84,4 @@ if [ -z "${SKIP_EXTRA:-}" ]; then
 fi
 
 echo "== 4. one table"
-"$PY" "$HERE/report.py" --work "$WORK" --label "$LABEL"
+"$PY" "$HERE/report.py" --work "$WORK" --label "$LABEL" ${SKIP_EXTRA:+--no-own}

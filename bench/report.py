@@ -150,10 +150,16 @@ def main() -> None:
     ap.add_argument(
         "--label", action="append", required=True, help="a peers.sh run; repeat to pool runs"
     )
+    ap.add_argument(
+        "--no-own",
+        action="store_true",
+        help="leave out inprocess.py and tcp.py results (the run did not make them: SKIP_EXTRA)",
+    )
     a = ap.parse_args()
     a.work = a.work.resolve()
     groups = _groups(a.work, a.label)
-    table = "\n".join([HEAD, *harness_rows(groups), *own_rows(a.work)])
+    own = [] if a.no_own else own_rows(a.work)
+    table = "\n".join([HEAD, *harness_rows(groups), *own])
     ratios = "\n".join(paired_ratios(groups))
     text = f"label {' + '.join(a.label)}\n\n{table}\n\nsame-round ratios:\n{ratios}\n"
     udp = udp_rows(a.work, a.label)
