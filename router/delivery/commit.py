@@ -9,8 +9,12 @@ with ``False`` if any share was lost instead (a queue unwritable at shutdown).
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+_ORDER = itertools.count()
 
 
 class Ticket:
@@ -29,12 +33,13 @@ class Ticket:
 
 
 class Share:
-    """One output's events of a submission (dicts, or an ``Encoded`` payload list)."""
+    """One output's events of a submission (dicts, or an ``Encoded`` payload list);
+    ``order`` increases with every share made, so held shares can keep their order."""
 
-    __slots__ = ("batch", "ticket")
+    __slots__ = ("batch", "order", "ticket")
 
     def __init__(self, batch: Any, ticket: Ticket | None) -> None:
-        self.batch, self.ticket = batch, ticket
+        self.batch, self.ticket, self.order = batch, ticket, next(_ORDER)
         if ticket is not None:
             ticket.left += 1
 
@@ -46,3 +51,13 @@ class Share:
         ticket, self.ticket = self.ticket, None
         if ticket is not None:
             ticket.settle(ok)
+
+
+def put_back(held: deque[Share], share: Share) -> None:
+    """Return a share that could not be committed to the held list, ahead of every share
+    made after it (several publishes in flight may fail in any order)."""
+    for i, other in enumerate(held):
+        if other.order > share.order:
+            held.insert(i, share)
+            return
+    held.append(share)

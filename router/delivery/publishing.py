@@ -23,7 +23,7 @@ import concurrent.futures
 import time
 from typing import TYPE_CHECKING, Any
 
-from dsrouter.delivery.commit import Share
+from dsrouter.delivery.commit import Share, put_back
 from dsrouter.delivery.deadletter import Letter
 from dsrouter.delivery.jetstream_msgs import EventTooLarge
 from dsrouter.delivery.lanes import Encoded, payloads_of
@@ -118,7 +118,7 @@ class Publishing:
             lane.dropped[reason] += count
 
     def _failed(self, lane: Lane, share: Share, reason: str) -> None:
-        lane.held.appendleft(share)
+        put_back(lane.held, share)
         lane.failures += 1
         lane.retry_at = time.monotonic() + min(_RETRY_FIRST * 2 ** (lane.failures - 1), _RETRY_MAX)
         self.engine.note_hold(lane, reason)
@@ -165,4 +165,4 @@ class Publishing:
                     self.landed(lane, future)
                 else:
                     future.cancel()
-                    lane.held.appendleft(lane.publishing.pop(future))
+                    put_back(lane.held, lane.publishing.pop(future))

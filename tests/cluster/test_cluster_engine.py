@@ -9,10 +9,13 @@ submitter's callback says when they are committed.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from dsrouter.api import Output, OutputType
 from dsrouter.delivery import spool
@@ -287,6 +290,9 @@ def test_what_the_cluster_did_not_take_by_shutdown_is_spooled_and_committed_at_s
         assert done == [True, True]  # safe on disk: the sender may be told so
         assert "events_spooled" in first.log.events("warning")
         assert first.lost == {}
+        assert _spooled_ids(first.data_dir, tmp_path / "copy") == [
+            e["event_id"] for e in batch(0, 25)
+        ]
 
         rig.restart(rig.nodes[0])
         client = JetStreamClient(opts).start()
@@ -309,3 +315,14 @@ def test_what_the_cluster_did_not_take_by_shutdown_is_spooled_and_committed_at_s
         assert spool.restore(second.data_dir, "siem", Log()) == []  # nothing spooled twice
     finally:
         rig.close()
+
+
+def _spooled_ids(data_dir: Path, copy: Path) -> list[str]:
+    """The event ids spooled for ``siem``, in the order a restart commits them (read from a
+    copy, so the test's own restart still finds the spool)."""
+    shutil.copytree(data_dir, copy)
+    shares = spool.restore(copy, "siem", Log())
+    ids = [orjson.loads(p)["event_id"] for share in shares for p in share.batch]
+    for share in shares:
+        share.settle(False)  # leaves the copy's spool closed
+    return ids
