@@ -56,8 +56,8 @@ class PooledFlow:
         pool, pending = self.pool, self.pipe.pending
         engine = self.pipe.engine
         while pending and not engine.holding and pool.in_flight < max(pool.capacity, 1):
-            items, nbytes = _take(pending, BATCH_MESSAGES)
-            self.pending_messages -= sum(len(m) for _, _, m, _ in items)
+            items, count, nbytes = _take(pending, BATCH_MESSAGES)
+            self.pending_messages -= count
             self.pending_bytes -= nbytes
             batch, at = self.sent, now_stamp()
             self.sent += 1
@@ -167,16 +167,18 @@ class PooledFlow:
                 self.arrived[batch] = self._route_here(batch, at, items)
             proc.unanswered.clear()
         while self.pipe.pending:
-            items, _ = _take(self.pipe.pending, BATCH_MESSAGES)
+            items, _, _ = _take(self.pipe.pending, BATCH_MESSAGES)
             self.arrived[self.sent] = self._route_here(self.sent, now_stamp(), items)
             self.sent += 1
         self._commit_ready()
         self.pool.close()
 
 
-def _take(pending: list[Item], limit: int, max_bytes: int = BATCH_BYTES) -> tuple[list[Item], int]:
+def _take(
+    pending: list[Item], limit: int, max_bytes: int = BATCH_BYTES
+) -> tuple[list[Item], int, int]:
     """Up to ``limit`` messages and ``max_bytes`` bytes (at least one message) from the front
-    of ``pending`` (a big chunk is split), and their size in bytes."""
+    of ``pending`` (a big chunk is split), with how many messages and bytes they are."""
     items: list[Item] = []
     room, room_bytes = limit, max_bytes
     while pending and room > 0 and room_bytes > 0:
@@ -184,7 +186,7 @@ def _take(pending: list[Item], limit: int, max_bytes: int = BATCH_BYTES) -> tupl
         n = min(len(messages), room)
         size = sum(map(len, messages[:n]))
         if size > room_bytes:  # cut at the byte bound (but take one message at least)
-            n, size = _fit(messages, room_bytes, items)
+            n, size = _fit(messages, room_bytes, first=not items)
             if n == 0:
                 break
         if n == len(messages):
@@ -193,15 +195,15 @@ def _take(pending: list[Item], limit: int, max_bytes: int = BATCH_BYTES) -> tupl
             items.append((name, peer, messages[:n], truncated))
             pending[0] = (name, peer, messages[n:], truncated)
         room, room_bytes = room - n, room_bytes - size
-    return items, max_bytes - room_bytes
+    return items, limit - room, max_bytes - room_bytes
 
 
-def _fit(messages: list[bytes], room: int, items: list[Item]) -> tuple[int, int]:
-    """How many of ``messages`` fit ``room`` bytes, and their size; the first always does
-    when ``items`` is still empty."""
+def _fit(messages: list[bytes], room: int, first: bool) -> tuple[int, int]:
+    """How many of ``messages`` fit ``room`` bytes, and their size; with ``first`` (nothing
+    is in the batch yet) the first message always does."""
     n = size = 0
     for m in messages:
-        if size + len(m) > room and (n or items):
+        if size + len(m) > room and (n or not first):
             break
         n, size = n + 1, size + len(m)
     return n, size

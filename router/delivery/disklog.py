@@ -195,7 +195,7 @@ class SegmentLog:
             raise
         nbytes = sum(len(p) for p in payloads)
         if caught_up and self._fresh.nbytes + nbytes <= FRESH_BYTES:
-            self._fresh.keep(seg, self.next_seq, offset, payloads, times)
+            self._fresh.keep(seg, self.next_seq, offset, payloads, times, nbytes)
         seg.size += len(data)
         seg.count += len(payloads)
         seg.nbytes += nbytes

@@ -25,6 +25,7 @@ class _Batch:
     offsets: list[int]
     payloads: list[bytes]
     times: list[float]
+    nbytes: int  # of its payloads
     pos: int = 0  # records before it are taken
 
 
@@ -39,14 +40,21 @@ class FreshTail:
         return bool(self._batches)
 
     def keep(
-        self, seg: Any, seq: int, offset: int, payloads: list[bytes], times: list[float]
+        self,
+        seg: Any,
+        seq: int,
+        offset: int,
+        payloads: list[bytes],
+        times: list[float],
+        nbytes: int,
     ) -> None:
-        """Remember a batch written at ``offset`` of ``seg`` (the lists are not copied)."""
+        """Remember a batch of ``nbytes`` payload bytes written at ``offset`` of ``seg`` (the
+        lists are not copied)."""
         sizes = [sg.HEADER_SIZE + len(p) for p in payloads[:-1]]
         offsets = list(accumulate(sizes, initial=offset))
-        self._batches.append(_Batch(seg, seq, offsets, payloads, times))
+        self._batches.append(_Batch(seg, seq, offsets, payloads, times, nbytes))
         self.count += len(payloads)
-        self.nbytes += sum(map(len, payloads))
+        self.nbytes += nbytes
 
     def first(self) -> sg.Entry:
         """The oldest untaken record (the tail is not empty)."""
@@ -61,13 +69,14 @@ class FreshTail:
         lo, hi = b.pos, min(b.pos + n, len(b.payloads))
         if lo == 0 and hi == len(b.payloads):
             taken = b.seq, b.seg.first, b.offsets, b.payloads, b.times
+            nbytes = b.nbytes
             self._batches.popleft()
         else:
             taken = b.seq + lo, b.seg.first, b.offsets[lo:hi], b.payloads[lo:hi], b.times[lo:hi]
+            nbytes = sum(map(len, taken[3]))
             b.pos = hi
             if hi == len(b.payloads):
                 self._batches.popleft()
-        nbytes = sum(map(len, taken[3]))
         self.count -= hi - lo
         self.nbytes -= nbytes
         return b.seg, taken, nbytes

@@ -224,14 +224,15 @@ def test_a_parser_batch_is_cut_at_its_byte_bound_and_holds_one_message_at_least(
 
     big, small = b"x" * 700, b"y" * 100
     pending = [("in", "p", [small] * 3, False), ("in", "q", [big, big], True)]
-    items, nbytes = _take(pending, 500, max_bytes=1000)
+    items, count, nbytes = _take(pending, 500, max_bytes=1000)
     # 3 small (300 bytes) and one big (700) fit; the second big one waits
     assert [(peer, len(m)) for _, peer, m, _ in items] == [("p", 3), ("q", 1)]
-    assert nbytes == 1000
+    assert (count, nbytes) == (4, 1000)
     assert pending == [("in", "q", [big], True)]
-    items, nbytes = _take(pending, 500, max_bytes=10)  # bigger than the bound: still taken
-    assert [m for _, _, m, _ in items] == [[big]] and nbytes == 700 and pending == []
+    items, count, nbytes = _take(pending, 500, max_bytes=10)  # bigger than the bound: taken
+    assert [m for _, _, m, _ in items] == [[big]] and (count, nbytes) == (1, 700)
+    assert pending == []
     pending = [("in", "p", [small] * 10, False)]
-    items, nbytes = _take(pending, 4, max_bytes=1 << 20)  # the message bound still applies
-    assert [len(m) for _, _, m, _ in items] == [4] and nbytes == 400
+    items, count, nbytes = _take(pending, 4, max_bytes=1 << 20)  # the message bound applies
+    assert [len(m) for _, _, m, _ in items] == [4] and (count, nbytes) == (4, 400)
     assert [len(m) for _, _, m, _ in pending] == [6]
