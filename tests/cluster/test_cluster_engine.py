@@ -163,8 +163,9 @@ def test_when_full_in_the_cluster(nats_node: Rig, clients: Clients, tmp_path: Pa
             for _ in range(100):  # one at a time: each sees the previous one's count
                 await asyncio.sleep(0.02)
                 eng.tick()
-                if len(done) == i + 1 or eng.lanes["blocking"].held:
-                    break
+                landed = not any(eng.lanes[n].publishing for n in ("newest", "oldest"))
+                if landed and (len(done) == i + 1 or eng.lanes["blocking"].held):
+                    break  # the dropping lanes' publishes are settled: the next sees their count
         return done
 
     try:
