@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import segments as sg
-from .diskfiles import Files, lock_directory
+from .diskfiles import Files, Spares, lock_directory
 from .freshtail import FreshTail, Taken
 
 #: Bytes of just-appended records a caught-up reader takes from memory instead of the file.
@@ -74,6 +74,7 @@ class SegmentLog:
         self.state_rebuilt = False
         try:
             lock_directory(self._files, directory)
+            self._spares = Spares(directory)
             self._recover()
         except BaseException:
             self._files.close_all()
@@ -131,7 +132,7 @@ class SegmentLog:
             fd = os.open(path, os.O_RDONLY | sg.O_BINARY)
             try:
                 seg.size = os.fstat(fd).st_size
-                scanner = sg.Scanner(fd, 0, seg.size)
+                scanner = sg.Scanner(fd, 0, seg.size, first - 1)
                 while (entry := scanner.next()) is not None:
                     if not state.acked(entry.seq):
                         seg.count += 1
@@ -142,7 +143,12 @@ class SegmentLog:
             self._quarantine(path)
             return None, 0
         self.corrupt += scanner.corrupt
-        if scanner.tail is not None and last:
+        if scanner.stale:  # a recycled file: its new records end here
+            seg.size = scanner.tail or 0
+            if last:
+                with contextlib.suppress(OSError):
+                    os.truncate(path, seg.size)
+        elif scanner.tail is not None and last:
             self.corrupt += scanner.tail_complete  # a whole record that fails its CRC
             seg.size = scanner.tail
             with contextlib.suppress(OSError):
@@ -187,7 +193,9 @@ class SegmentLog:
                 done += n
             if self.fsync == "always":
                 sg.datasync(fd)
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                self._spares.drop()
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, seg.size)  # leave no torn bytes behind
             with contextlib.suppress(OSError):
@@ -211,8 +219,12 @@ class SegmentLog:
             if seg.size < self.segment_bytes or seg.first >= self.next_seq:
                 return seg
         seg = _Seg(self.next_seq, self.directory / f"{self.next_seq:020d}.seg")
-        fd = self._files.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        fd = self._spares.reuse(self._files, seg.path)
+        if fd is None:
+            fd = self._files.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         if self._wfd is not None:
+            with contextlib.suppress(OSError):  # a recycled file: cut its older life off
+                os.ftruncate(self._wfd, self._segs[-1].size)
             if isinstance(self.fsync, float):
                 self._retired.append(self._wfd)  # the syncer fsyncs and closes it
             else:
@@ -247,7 +259,7 @@ class SegmentLog:
             last = self._ri == len(self._segs) - 1
             try:
                 if self._scanner is None:
-                    self._scanner = sg.Scanner(self._rfd(seg.first), 0, seg.size)
+                    self._scanner = sg.Scanner(self._rfd(seg.first), 0, seg.size, seg.first - 1)
                 self._scanner.end = seg.size
                 entry = self._scanner.next()
             except OSError:
@@ -373,7 +385,9 @@ class SegmentLog:
             fd = self._rfds.pop(seg.first, None)
             if fd is not None:
                 self._files.close(fd)
-            self._unlink(seg.path)
+            if not self._spares.keep(seg.path):
+                self._unlink(seg.path)
+            self._dir_dirty = True
 
     # -- durability -----------------------------------------------------------------------
 

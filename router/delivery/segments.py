@@ -117,21 +117,23 @@ class Entry:
 class Scanner:
     """Reads verified records from one segment file, from ``offset`` up to ``end``.
 
-    Garbage (bad magic, implausible length, bad CRC, seqs not increasing) is skipped by scanning
-    forward for the next valid record; ``corrupt`` counts such spans. When :meth:`next` returns
-    None, ``tail`` is the offset where unparsable bytes before ``end`` begin (None when the file
-    ended cleanly) and ``tail_complete`` says whether they began with a whole record whose CRC
-    failed (rather than a record cut short). ``end`` may grow (the segment being written); the
-    scan then goes on from where it stopped.
+    Garbage (bad magic, implausible length, bad CRC) is skipped by scanning forward for the
+    next valid record; ``corrupt`` counts such spans. A valid record whose seq is not above the
+    last one's (or above ``after``) is where the previous life of a recycled segment file
+    begins: the records end there (``stale``). When :meth:`next` returns None, ``tail`` is the
+    offset where unparsable or stale bytes before ``end`` begin (None when the file ended
+    cleanly) and ``tail_complete`` says whether they began with a whole record whose CRC failed
+    (rather than a record cut short). ``end`` may grow (the segment being written); the scan
+    then goes on from where it stopped.
     """
 
-    def __init__(self, fd: int, offset: int, end: int) -> None:
+    def __init__(self, fd: int, offset: int, end: int, after: int = 0) -> None:
         self.fd, self.end = fd, end
         self.buf, self.pos, self.base = b"", 0, offset  # base: file offset of buf[0]
         self.corrupt = 0
-        self.last_seq = 0
+        self.last_seq = after
         self.tail: int | None = None
-        self.tail_complete = False
+        self.tail_complete = self.stale = False
 
     def _have(self, need: int) -> int:
         """Buffer at least ``need`` bytes from ``pos`` if the file has them; return how many."""
@@ -152,7 +154,7 @@ class Scanner:
         """The next valid record, or None at ``end``."""
         garbage: int | None = None
         complete = False
-        self.tail = None
+        self.tail, self.stale = None, False
         while True:
             if self.pos == len(self.buf) and self.base + len(self.buf) >= self.end:
                 break  # fast path: nothing buffered and nothing more to read
@@ -165,20 +167,22 @@ class Scanner:
                 if whole:
                     start = self.pos + HEADER_SIZE
                     payload = self.buf[start : start + length]
-                    if record_crc(zlib.crc32(payload), length, seq, ts) == crc and (
-                        seq > self.last_seq
-                    ):
-                        if garbage is not None:
-                            self.corrupt += 1
-                        entry = Entry(seq, ts, self.base + self.pos, payload)
-                        self.pos = start + length
-                        self.last_seq = seq
-                        return entry
+                    if record_crc(zlib.crc32(payload), length, seq, ts) == crc:
+                        if seq <= self.last_seq and garbage is None:
+                            self.stale = True  # an older life of a recycled file
+                            break
+                        if seq > self.last_seq:
+                            if garbage is not None:
+                                self.corrupt += 1
+                            entry = Entry(seq, ts, self.base + self.pos, payload)
+                            self.pos = start + length
+                            self.last_seq = seq
+                            return entry
             if garbage is None:
                 garbage, complete = self.base + self.pos, whole
             self._resync()
-        if garbage is None and self.pos < len(self.buf):
-            garbage = self.base + self.pos  # a cut-short header
+        if garbage is None and (self.stale or self.pos < len(self.buf)):
+            garbage = self.base + self.pos  # stale records, or a cut-short header
         if garbage is not None:
             self.tail, self.tail_complete = garbage, complete
             self.buf, self.base, self.pos = b"", garbage, 0  # rescan from here if end grows
@@ -276,7 +280,7 @@ def read_records(directory: Path | str) -> Iterator[Record]:
         except OSError:
             continue  # deleted meanwhile (fully acked) or unreadable
         try:
-            scanner = Scanner(fd, 0, os.fstat(fd).st_size)
+            scanner = Scanner(fd, 0, os.fstat(fd).st_size, first - 1)
             while (e := scanner.next()) is not None:
                 if not state.acked(e.seq):
                     event = orjson.loads(e.payload)
