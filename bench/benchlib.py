@@ -155,18 +155,23 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process and its descendants (threads included)."""
-    total = 0
+def proc_cpu_each(pid: int) -> dict[int, tuple[float, float]]:
+    """(user, system) CPU seconds of a live process and of each live descendant, by pid."""
+    out = {}
     for p in process_tree(pid):
         try:
             with open(f"/proc/{p}/stat") as fh:
                 stat = fh.read()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return total / HZ
+        f = [int(x) for x in stat[stat.rindex(")") + 2 :].split()[11:15]]
+        out[p] = ((f[0] + f[2]) / HZ, (f[1] + f[3]) / HZ)  # utime+cutime, stime+cstime
+    return out
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process and its descendants (threads included)."""
+    return sum(u + s for u, s in proc_cpu_each(pid).values())
 
 
 def proc_hwm_mb(pid: int) -> float:

@@ -78,6 +78,18 @@ def wait_for(paths: dict[Path, int], proc: subprocess.Popen, limit: float) -> di
     return counts
 
 
+def cpu_split(main: int, before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds spent in the run: the main process's and the parser processes' (summed),
+    each as user and system time."""
+    out = dict.fromkeys(("main_user", "main_sys", "parsers_user", "parsers_sys"), 0.0)
+    for pid, (user, system) in after.items():
+        u0, s0 = before.get(pid, (0.0, 0.0))
+        who = "main" if pid == main else "parsers"
+        out[f"{who}_user"] += user - u0
+        out[f"{who}_sys"] += system - s0
+    return {k: round(v, 2) for k, v in out.items()}
+
+
 def run_once(a: argparse.Namespace, data: Path, meta: dict, blast: Path | None) -> dict:
     rundir = benchlib.fresh_dir(a.work / "out" / "dsrouter-tcp")
     port = free_port()
@@ -113,11 +125,12 @@ def run_once(a: argparse.Namespace, data: Path, meta: dict, blast: Path | None) 
                 raise SystemExit(f"daemon did not listen on {port}; see {rundir / 'daemon.log'}")
             time.sleep(0.05)
         time.sleep(0.3)
-        cpu0, m0 = benchlib.proc_cpu_s(proc.pid), benchlib.machine_cpu()
+        each0, m0 = benchlib.proc_cpu_each(proc.pid), benchlib.machine_cpu()
         sent = send(blast, port, data, a.conns)
         want = {all_path: meta["n"], sev_path: meta["severity_ge_6"]}
         counts = wait_for(want, proc, a.max_wait)
-        cpu = benchlib.proc_cpu_s(proc.pid) - cpu0
+        split = cpu_split(proc.pid, each0, benchlib.proc_cpu_each(proc.pid))
+        cpu = sum(split.values())
         busy = benchlib.busy_pct(m0, benchlib.machine_cpu())
         rss = benchlib.proc_hwm_mb(proc.pid)
         t_end = max(p.stat().st_mtime_ns for p in want if p.exists())
@@ -143,6 +156,7 @@ def run_once(a: argparse.Namespace, data: Path, meta: dict, blast: Path | None) 
         "eps": round(counts.get("all.jsonl", 0) / elapsed),
         "send_s": round((sent["t_last_ns"] - sent["t_first_ns"]) / 1e9, 3),
         "cpu_s": round(cpu, 2),
+        "cpu_split_s": split,
         "rss_mb": round(rss, 1),
         "machine_busy_pct": busy,
         "lines": counts,
