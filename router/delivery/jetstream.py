@@ -45,6 +45,7 @@ from .jetstream_conn import (
     ClusterUnavailable,
     JetStreamClient,
     JetStreamError,
+    Turns,
 )
 from .jetstream_msgs import (
     EventTooLarge,
@@ -95,6 +96,7 @@ class JetStreamQueue(Queue):
         self._reading: tuple[int, int, float | None] = (0, 0, None)  # for recent_stats()
         self._read_at = 0.0
         self._puller = Puller(client, self.stream, name)
+        self._turns = Turns()  # publishes are sent in the order they were submitted
         client.every_half_second(id(self), self._renew)
 
     # -- provisioning --------------------------------------------------------------------
@@ -158,7 +160,8 @@ class JetStreamQueue(Queue):
             raise RuntimeError(f"queue {self.name} is closed")
         nc = self.client.nc
         check_sizes(blobs, msg_ids, nc.max_payload if nc is not None else 0)
-        return self.client.submit(self._publish(blobs, list(msg_ids), when_full))
+        turn = self._turns.take()
+        return self.client.submit(self._publish(blobs, list(msg_ids), when_full, turn))
 
     @staticmethod
     def _payloads(events: Sequence[Event] | None, payloads: Sequence[bytes] | None) -> list[bytes]:
@@ -169,7 +172,17 @@ class JetStreamQueue(Queue):
         return [orjson.dumps(e, default=str) for e in events]
 
     async def _publish(
-        self, blobs: list[bytes], ids: list[str], when_full: str = "block"
+        self, blobs: list[bytes], ids: list[str], when_full: str, turn: int
+    ) -> tuple[int, int]:
+        """Check the limits, then send in submission order (:class:`Turns`) and wait for
+        the acknowledgements."""
+        try:
+            return await self._publish_in_turn(blobs, ids, when_full, turn)
+        finally:
+            self._turns.finish(turn)
+
+    async def _publish_in_turn(
+        self, blobs: list[bytes], ids: list[str], when_full: str, turn: int
     ) -> tuple[int, int]:
         await self._ensure(consumer=False)
         evicted = dropped = 0
@@ -186,8 +199,10 @@ class JetStreamQueue(Queue):
             if await self._over(len(blobs), total):
                 raise QueueFull(f"queue {self.name}: {len(blobs)} events / {total} bytes")
         subject = self.subject
+        await self._turns.wait(turn)
         results = await self.client.request_many(
-            [(subject, b, {"Nats-Msg-Id": i}) for b, i in zip(blobs, ids, strict=True)]
+            [(subject, b, {"Nats-Msg-Id": i}) for b, i in zip(blobs, ids, strict=True)],
+            sent=lambda: self._turns.finish(turn),
         )
         try:
             self.duplicates += publish_outcome(results, subject)

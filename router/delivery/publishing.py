@@ -7,7 +7,8 @@ comes while they are all busy waits in the lane's held list, which pauses the re
 exactly as a full local queue does. A publish that fails goes back to the front of the held
 list and is retried, one at a time with a growing delay, until the cluster takes it again;
 its message ids make the retry store only what was not stored yet. Batches in flight at
-the same time may be committed out of order; a batch's own events keep theirs.
+the same time are stored in the order they came (the queue's sends take turns); a retried
+one lands after later ones.
 
 ``when_full`` applies when the output's limits refuse a batch, inside the publish itself:
 ``block`` holds it, ``drop_newest`` publishes what fits and counts the rest, ``drop_oldest``

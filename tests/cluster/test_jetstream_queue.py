@@ -225,3 +225,15 @@ def test_publish_fails_fast_while_the_cluster_is_down_then_works(
         release_client(client)  # the last reference closes it
         rig.close()
     assert not client.connected
+
+
+def test_batches_submitted_together_are_stored_in_the_order_they_came(
+    nats_cluster: Rig, clients: Clients
+) -> None:
+    # with limits, every publish first asks the stream for its usage: answers that come back
+    # in another order must not reorder the batches (docs/cluster.md)
+    q = JetStreamQueue("siem", clients(nats_cluster), max_events=1_000_000)
+    futures = [q.submit(events(i * 20, 20)) for i in range(60)]
+    for future in futures:
+        future.result(30)
+    assert ids(drain(q, 1200)) == list(range(1200))
