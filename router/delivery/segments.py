@@ -274,14 +274,16 @@ def read_records(directory: Path | str) -> Iterator[Record]:
     directory = Path(directory)
     found = read_state(directory / "state")
     state = found[1] if found else AckState()
+    last = 0  # a segment recycled while listed must not show its records twice
     for first, path in list_segments(directory):
         try:
             fd = os.open(path, os.O_RDONLY | O_BINARY)
         except OSError:
             continue  # deleted meanwhile (fully acked) or unreadable
         try:
-            scanner = Scanner(fd, 0, os.fstat(fd).st_size, first - 1)
+            scanner = Scanner(fd, 0, os.fstat(fd).st_size, max(first - 1, last))
             while (e := scanner.next()) is not None:
+                last = e.seq
                 if not state.acked(e.seq):
                     event = orjson.loads(e.payload)
                     yield Record(e.seq, event, len(e.payload), e.ts, 0, (first, e.offset))
