@@ -65,10 +65,11 @@ def config_text(
     queue: str = "memory",
     workers: int | None = None,
     udp: bool = False,
+    raw: bool = True,
 ) -> str:
     """The benchmark configuration; with ``port`` it has one TCP input on 127.0.0.1;
     ``workers`` sets ``settings.workers`` (None: the daemon's default); ``udp`` makes the
-    input a UDP one."""
+    input a UDP one; ``raw=False`` leaves ``raw`` out of both outputs' events."""
     inputs = ""
     if port is not None and udp:
         inputs = UDP_INPUT.format(port=port)
@@ -80,7 +81,7 @@ def config_text(
         inputs=inputs,
         all_path=all_path,
         sev_path=sev_path,
-        queue=QUEUES[queue],
+        queue=QUEUES[queue] + ("" if raw else ", raw = false"),
     )
 
 

@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--queue", default="disk", choices=list(benchlib.QUEUES))
     ap.add_argument("--workers", type=int, default=None, help="settings.workers (default: auto)")
     ap.add_argument("--udp", action="store_true", help="a UDP input instead of TCP")
+    ap.add_argument("--no-raw", action="store_true", help="raw = false on both outputs")
     a = ap.parse_args()
     outdir = a.all.resolve().parent
     conf = outdir / "dsrouter.conf"
@@ -40,6 +41,7 @@ def main() -> None:
         a.queue,
         a.workers,
         a.udp,
+        not a.no_raw,
     )
     conf.write_text(text)
     python = os.environ.get("DSROUTER_PYTHON") or sys.executable

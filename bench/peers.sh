@@ -20,7 +20,8 @@
 # Knobs: N (100000), ROUNDS (3), CONNS ("1"), PEERS (the full-parse peers and both raw-copy
 # configurations), QUEUE (disk: dsrouter's durable queue on), WORKERS (settings.workers;
 # unset: the daemon's default), UDP_RATES ("20000 40000"; "" skips step 2b), UDP_N (200000),
-# UDP_PEERS (rsyslog-fullparse syslog-ng-fullparse), SKIP_EXTRA=1 (no step 3), LABEL, BENCH_SHARED (the shared bench folder),
+# UDP_PEERS (rsyslog-fullparse syslog-ng-fullparse), SKIP_EXTRA=1 (no step 3), NORAW=1 (also
+# dsrouter-noraw: both outputs with raw = false, the peers' output shape), LABEL, BENCH_SHARED (the shared bench folder),
 # DSROUTER_PYTHON (a python that imports dsrouter; default: python3 on PATH), SKIP_SETUP=1.
 # Needs root for apt on the first run. All traffic stays on 127.0.0.1.
 set -euo pipefail
@@ -57,6 +58,9 @@ for round in $(seq 1 "$ROUNDS"); do
     # shellcheck disable=SC2086
     "${B[@]}" --conns "$c" run $PEERS
     "${B[@]}" --conns "$c" custom --name dsrouter --cmd "$CMD" --extra-out sev.log=sev
+    if [ -n "${NORAW:-}" ]; then
+      "${B[@]}" --conns "$c" custom --name dsrouter-noraw --cmd "$CMD --no-raw" --extra-out sev.log=sev
+    fi
   done
 done
 

@@ -27,6 +27,7 @@ WORK_KIND = {
     "py-fast-4p-reuseport": "same, 4 processes",
     "py-fast-2p-fdpass": "same, 2 processes",
     "dsrouter": "daemon: parse + normalize + classify + DSL routes + file output (harness hook)",
+    "dsrouter-noraw": "same, both outputs with raw = false (no copy of the message, as the peers)",
 }
 HEAD = (
     "| contender | what it does | conns | events/s | receiver CPU s | events per CPU-s "
@@ -82,7 +83,7 @@ def paired_ratios(groups: dict[tuple, list[dict]], mine: str = "dsrouter") -> li
     lines = []
     for (name, conns), rs in groups.items():
         ours = groups.get((mine, conns))
-        if name == mine or not ours:
+        if name.startswith("dsrouter") or not ours:
             continue
         pairs = [
             a["eps"] / b["eps"]
@@ -160,7 +161,7 @@ def main() -> None:
     groups = _groups(a.work, a.label)
     own = [] if a.no_own else own_rows(a.work)
     table = "\n".join([HEAD, *harness_rows(groups), *own])
-    ratios = "\n".join(paired_ratios(groups))
+    ratios = "\n".join(paired_ratios(groups) + paired_ratios(groups, "dsrouter-noraw"))
     text = f"label {' + '.join(a.label)}\n\n{table}\n\nsame-round ratios:\n{ratios}\n"
     udp = udp_rows(a.work, a.label)
     if udp:

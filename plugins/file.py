@@ -37,6 +37,7 @@ from dsrouter.api import (
     RetryLater,
     hookimpl,
 )
+from dsrouter.delivery.options import raw_needed
 
 from .file_handles import Files
 from .file_path import PathTemplate, sanitize
@@ -146,7 +147,7 @@ class FileOutput(Output):
         self.files.tick(self.now())
         path = self.template.render({})
         try:
-            self.files.append(path, b"\n".join(payloads) + b"\n")
+            self.files.append(path, b"\n".join([*payloads, b""]))  # no copy to add the last
         except OSError as exc:
             reason = self._reason(path, exc)
             if exc.errno in _PERMANENT_ERRNOS:
@@ -391,5 +392,6 @@ def dsrouter_register_outputs(register) -> None:
             _create,
             OPTIONS,
             help="JSON lines files: templated, rotated, compressed, expired",
+            validate=raw_needed,
         )
     )

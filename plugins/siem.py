@@ -31,6 +31,7 @@ from dsrouter.api import (
     RetryLater,
     hookimpl,
 )
+from dsrouter.delivery.options import raw_needed
 
 from .siem_format import Encoder, frame, truncate
 from .siem_transport import Datagrams, Stream, parse_endpoint, tls_context
@@ -267,6 +268,7 @@ def dsrouter_register_outputs(register) -> None:
             _create,
             OPTIONS,
             help="syslog to a SIEM over UDP, TCP or TLS (raw, CEF, LEEF or JSON)",
+            validate=raw_needed,
             default_queue="disk",
         )
     )

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from dsrouter.delivery.options import without_raw
 from dsrouter.ds import parse_batch
 from dsrouter.ds.normalize import iter_events
 from dsrouter.dsl.throttle import Deferred
@@ -82,12 +83,21 @@ def parse_items(items: list[Item], received_at: str) -> list[dict]:
     return events
 
 
-def route_batch(table: Any, stamper: Stamper, batch: int, items: list[Item], at: str) -> Routed:
+def route_batch(
+    table: Any,
+    stamper: Stamper,
+    batch: int,
+    items: list[Item],
+    at: str,
+    lean: frozenset[str] = frozenset(),
+) -> Routed:
     """Parse, stamp, route and serialize one batch (the work of a parser process).
 
     One event at a time: each is serialized and dropped before the next is parsed, so the
     working set is one event and the payloads, not a batch of live dicts (measured: about a
-    fifth less CPU per event than parsing the whole batch first).
+    fifth less CPU per event than parsing the whole batch first). Each event is serialized
+    once for the outputs in ``lean`` (``raw = false``: without ``raw``) and once for the
+    others, only as needed.
     """
     out = Routed(batch)
     outputs, decisions, decide = out.outputs, out.decisions, table.decide
@@ -110,16 +120,34 @@ def route_batch(table: Any, stamper: Stamper, batch: int, items: list[Item], at:
                 continue
             decisions[d] = decisions.get(d, 0) + 1
             if d.outputs:
-                payload = _DUMPS(ev, default=str)
+                payload = short = None
                 for output in d.outputs:
+                    if output in lean:
+                        if short is None:
+                            short = _without_raw(ev)
+                        data = short
+                    else:
+                        if payload is None:
+                            payload = _DUMPS(ev, default=str)
+                        data = payload
                     target = outputs.get(output)
                     if target is None:
-                        outputs[output] = [payload]
+                        outputs[output] = [data]
                     else:
-                        target.append(payload)
+                        target.append(data)
     stamper.next = n
     out.events, out.unparsed = n - first, unparsed
     return out
+
+
+def _without_raw(event: dict) -> bytes:
+    """The event's JSON without ``raw`` (put back after: the last key, as it was)."""
+    raw = event.pop("raw", None)
+    try:
+        return _DUMPS(event, default=str)
+    finally:
+        if raw is not None:
+            event["raw"] = raw
 
 
 def _max_fd() -> int:
@@ -156,6 +184,7 @@ def serve(conn: Any, config: Any, forked: bool = False) -> None:
         os.closerange(keep + 1, _max_fd())
     tune_runtime()
     table = compile_routes(config, defer_throttles=True)
+    lean = without_raw(config.outputs)
     stamper = Stamper()
     while True:
         try:
@@ -166,10 +195,11 @@ def serve(conn: Any, config: Any, forked: bool = False) -> None:
             return
         if msg[0] == "config":
             table = compile_routes(msg[1], defer_throttles=True)
+            lean = without_raw(msg[1].outputs)
             continue
         batch, received_at, items = msg
         try:
-            answer: Any = route_batch(table, stamper, batch, items, received_at)
+            answer: Any = route_batch(table, stamper, batch, items, received_at, lean)
         except Exception as exc:  # a bug: the main process routes (and keeps) this batch
             answer = ("failed", batch, repr(exc))
         conn.send_bytes(pickle.dumps(answer, 5))

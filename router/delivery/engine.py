@@ -33,7 +33,7 @@ from dsrouter.delivery.diskqueue import DiskQueue
 from dsrouter.delivery.isolation import Origin, Watchdog, open_output, refusal
 from dsrouter.delivery.lanes import Encoded, Lane, payloads_of, queue_dir, quietly_close
 from dsrouter.delivery.memqueue import MemoryQueue
-from dsrouter.delivery.options import DeliveryOptions
+from dsrouter.delivery.options import DeliveryOptions, strip_raw
 from dsrouter.delivery.policy import make_room
 from dsrouter.delivery.queue import Queue, QueueFull
 from dsrouter.delivery.receive_only import NotOpened, ReceiveOnly
@@ -167,11 +167,15 @@ class Engine:
         process): it is committed as bytes and decoded only if an output needs dicts.
         ``done(ok)`` runs on the loop once every batch is committed (see
         :mod:`~dsrouter.delivery.commit`). Cluster queues commit in the background
-        (:mod:`~dsrouter.delivery.publishing`)."""
+        (:mod:`~dsrouter.delivery.publishing`). An output with ``raw = false`` gets the
+        events without ``raw`` (an Encoded batch for it was serialized without it)."""
         ticket = Ticket(done) if done is not None else None
         cache: dict[int, bytes] = {}
+        copies: dict[int, Event] = {}
         for name, events in batches.items():
             lane = self.lanes[name]
+            if not lane.delivery.raw and events.__class__ is not Encoded:
+                events = strip_raw(events, copies)
             share = Share(events, ticket)
             if self.publishing is not None:
                 self.publishing.submit(lane, share, cache)

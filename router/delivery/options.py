@@ -1,15 +1,15 @@
 """The delivery options every output block accepts, whatever its type.
 
 ``queue``, ``queue_max_events``, ``queue_max_bytes``, ``when_full``, ``batch`` and ``flush`` are
-fixed by the user-facing contract; the retry, ``send_timeout`` and fsync options are dsrouter's
-additions. They
+fixed by the user-facing contract; the retry, ``send_timeout``, fsync and ``raw`` options are
+dsrouter's additions. They
 are checked by ``dsrouter check`` like a type's own options and split off before the output's
 factory sees its options.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,13 @@ def delivery_options(default_queue: str = "memory") -> tuple[Option, ...]:
             help="disk queue: sync every fsync_interval, at every commit, or leave it to the OS",
         ),
         Option("fsync_interval", "duration", Duration(1.0), help="disk queue: group-commit window"),
+        Option(
+            "raw",
+            "bool",
+            True,
+            help="false: the output's events leave out raw, the message as received (about a "
+            "third of a DS event's JSON)",
+        ),
     )
 
 
@@ -86,6 +93,7 @@ class DeliveryOptions:
     send_timeout: float = 300.0
     fsync: str = "interval"
     fsync_interval: float = 1.0
+    raw: bool = True
 
     @classmethod
     def split(cls, options: Mapping[str, Any]) -> tuple[DeliveryOptions, dict[str, Any]]:
@@ -106,3 +114,28 @@ class DeliveryOptions:
     def backoff(self, failures: int) -> float:
         """The delay before retry number ``failures`` (1-based), before jitter."""
         return min(self.retry_max, self.retry_initial * (2 ** min(failures - 1, 30)))
+
+
+def without_raw(blocks: Iterable[Any]) -> frozenset[str]:
+    """The names of the output blocks whose events leave ``raw`` out (``raw = false``)."""
+    return frozenset(b.name for b in blocks if b.options.get("raw", True) is False)
+
+
+def strip_raw(events: list[dict], copies: dict[int, dict]) -> list[dict]:
+    """The events without ``raw``: shallow copies, made once per event however many outputs
+    take them (``copies``, by ``id``), so the other outputs' events keep it."""
+    out = []
+    for ev in events:
+        copy = copies.get(id(ev))
+        if copy is None:
+            copy = copies[id(ev)] = {k: v for k, v in ev.items() if k != "raw"}
+        out.append(copy)
+    return out
+
+
+def raw_needed(options: Mapping[str, Any]) -> list[str]:
+    """An output type's cross-option check (``OutputType.validate``) for types whose
+    ``format = "raw"`` writes the message as received: ``raw = false`` contradicts it."""
+    if options.get("format") == "raw" and options.get("raw", True) is False:
+        return ['format = "raw" writes the message as received: it needs raw (drop raw = false)']
+    return []
