@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _written(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as the language writes them
     if isinstance(value, Size):
         return f"{value // (1024 * 1024)}MiB" if value % (1024 * 1024) == 0 else str(int(value))
     if isinstance(value, Duration):
