@@ -17,7 +17,7 @@
 #      UDP_N-event workload of its own; the table reports the events each one lost;
 #   3. bench/inprocess.py and bench/tcp.py on the same file (ROUNDS repetitions each);
 #   4. bench/report.py: one markdown table -> WORK/results/peers-LABEL.md.
-# Knobs: N (100000), ROUNDS (3), CONNS ("1"), PEERS (the full-parse peers and both raw-copy
+# Knobs: N (100000), ROUNDS (3), CONNS ("1"; "" skips the TCP rounds), PEERS (the full-parse peers and both raw-copy
 # configurations), QUEUE (disk: dsrouter's durable queue on), WORKERS (settings.workers;
 # unset: the daemon's default), UDP_RATES ("20000 40000"; "" skips step 2b), UDP_N (200000),
 # UDP_PEERS (rsyslog-fullparse syslog-ng-fullparse), SKIP_EXTRA=1 (no step 3), NORAW=1 (also
@@ -39,7 +39,7 @@ export N=${N:-100000}
 export LABEL=${LABEL:-peers-$(date +%Y%m%d-%H%M%S)}
 export BENCH_SHARED="$SHARED" DSROUTER_PYTHON="$PY" BENCH_WORK="$WORK"
 ROUNDS=${ROUNDS:-3}
-CONNS=${CONNS:-1}
+CONNS=${CONNS-1}
 PEERS=${PEERS:-rsyslog-fullparse rsyslog-fullparse-2w syslog-ng-fullparse rsyslog syslog-ng}
 QUEUE=${QUEUE:-disk}
 WORKERS_ARG=${WORKERS:+--workers $WORKERS}
