@@ -12,6 +12,9 @@ list of framed chunks; its answer is each output's JSON payloads, committed as b
 * A process that dies (killed, out of memory) loses nothing: its unanswered batches are
   parsed in the main process from the copy kept here, and it is started again (at most
   :data:`RESTARTS` times, then the pool works with the processes it has left).
+* At a stop, a process that does not answer (hung, stopped) is waited for at most
+  ``shutdown_timeout``: its batches are parsed here and it is killed, so it cannot hold the
+  daemon up.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pickle
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -132,7 +136,7 @@ class ParserPool:
             return {}
         proc.alive = False
         proc.outbox.put(None)
-        proc.process.join(1.0)
+        _reap(proc.process, 1.0)
         orphans, proc.unanswered = proc.unanswered, {}
         if self.restarts < RESTARTS:
             self.restarts += 1
@@ -154,8 +158,18 @@ class ParserPool:
             proc.outbox.put(pickle.dumps(None))
             proc.outbox.put(None)
         for proc in self.procs:
-            proc.process.join(timeout)
-            if proc.process.is_alive():
-                proc.process.kill()
-                proc.process.join(1.0)
+            _reap(proc.process, timeout)
             proc.conn.close()
+
+
+def _reap(process: Any, timeout: float) -> None:
+    """Wait up to ``timeout`` for ``process`` to exit, then kill it. Polls ``is_alive()``
+    rather than ``join(timeout)``: a forked parser closes the sentinel descriptor it
+    inherited, so ``join`` takes it for gone and waits in a blocking ``waitpid`` — forever,
+    for a process that is hung or stopped."""
+    deadline = time.monotonic() + timeout
+    while process.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if process.is_alive():
+        process.kill()
+        process.join()  # SIGKILL ends even a stopped process

@@ -4,13 +4,17 @@ process) or not, on a memory or a disk queue — while the other outputs keep it
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from .conftest import wait_for_lines
-from .test_workers import _send
+from .test_workers import _children, _send
 
 CEF = (
     "<134>Jan  1 00:00:00 web-01 CEF:0|Trend Micro|Deep Security Agent|20.0|20|Log|{sev}|"
@@ -65,3 +69,31 @@ route r {{ to a }}
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "E225" in done.stderr and 'format = "raw"' in done.stderr
+
+
+def test_raw_false_holds_for_batches_the_main_process_parses_at_a_stop(start_daemon, tmp_path):
+    # parser processes that never answer: at SIGTERM, once shutdown_timeout has passed, the
+    # main process parses and routes their batches itself (PooledFlow.finish)
+    config = f"""
+settings {{ data_dir = "{tmp_path}/data" workers = 2 shutdown_timeout = 1s }}
+input t {{ type = "tcp", listen = "127.0.0.1:0" }}
+output lean {{ type = "file", path = "{tmp_path}/lean.jsonl", raw = false, queue = "disk" }}
+route everything {{ to lean }}
+"""
+    d = start_daemon(config)
+    parsers = _children(d.proc.pid)
+    assert len(parsers) == 2
+    for pid in parsers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        _send(d.ports["t"], [CEF.format(sev=5, n=n) for n in range(2000)])
+        time.sleep(0.5)  # read by the main process, waiting for the stopped parsers
+        rc, _ = d.stop()
+    finally:
+        for pid in parsers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert rc == 0
+    lean = wait_for_lines("lean.jsonl", 2000, tmp_path, timeout=30)
+    assert sorted(int(ev["seq"]) for ev in lean) == list(range(2000))
+    assert not any("raw" in ev for ev in lean)
