@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 
 from dsrouter.delivery.engine import Encoded
-from dsrouter.delivery.options import without_raw
 from dsrouter.parse_worker import Item, Routed, now_stamp, parse_items, route_batch
 
 BATCH_MESSAGES = 500
@@ -124,7 +123,7 @@ class PooledFlow:
         """Parse and route a batch in this process (real throttles: nothing is deferred)."""
         pipe = self.pipe
         try:
-            lean = without_raw(pipe.engine.lanes.values())
+            lean = frozenset(n for n, lane in pipe.engine.lanes.items() if not lane.delivery.raw)
             return route_batch(pipe.table, pipe.stamper, batch, items, at, lean)
         except Exception as exc:  # a bug in routing: keep the events as dead letters
             events = parse_items(items, at)

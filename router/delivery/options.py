@@ -118,7 +118,7 @@ class DeliveryOptions:
 
 def without_raw(blocks: Iterable[Any]) -> frozenset[str]:
     """The names of the output blocks whose events leave ``raw`` out (``raw = false``)."""
-    return frozenset(b.name for b in blocks if b.options.get("raw", True) is False)
+    return frozenset(b.name for b in blocks if not DeliveryOptions.split(b.options)[0].raw)
 
 
 def strip_raw(events: list[dict], copies: dict[int, dict]) -> list[dict]:
