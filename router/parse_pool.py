@@ -12,9 +12,9 @@ list of framed chunks; its answer is each output's JSON payloads, committed as b
 * A process that dies (killed, out of memory) loses nothing: its unanswered batches are
   parsed in the main process from the copy kept here, and it is started again (at most
   :data:`RESTARTS` times, then the pool works with the processes it has left).
-* At a stop, a process that does not answer (hung, stopped) is waited for at most
-  ``shutdown_timeout``: its batches are parsed here and it is killed, so it cannot hold the
-  daemon up.
+* At a stop, a process that does not answer (hung, stopped) cannot hold the daemon up:
+  once ``shutdown_timeout`` has passed its batches are parsed here, and it is killed if it
+  has not exited 2 s after being told to (:meth:`ParserPool.close`).
 """
 
 from __future__ import annotations
