@@ -89,6 +89,8 @@ class Framer:
     def feed(self, data: bytes) -> list[bytes]:
         """Return the messages completed by ``data`` (possibly none), in stream order."""
         out: list[bytes] = []
+        if not data:  # completes nothing (and the states below expect at least one byte)
+            return out
         pos = 0
         if self._skip or self._frame is not None:
             pos = self._continue_frame(data, out)
