@@ -246,7 +246,8 @@ def _let_go(fd: int, end: int) -> None:
     out of memory, and each new page costs more than one just freed (measured on a VM that
     hands free memory back to its host: 2 GB appended in 5.1 CPU-s, 0.9 with this). Called
     every ``CACHE_STEP`` bytes, each part of the file is advised four times, by when the
-    kernel has written it back; a reader less than ``CACHE_STEP`` behind the end still finds it cached.
+    kernel has written it back; a reader less than ``CACHE_STEP`` behind the end still finds
+    it cached.
     """
     if _fadvise is not None:
         start = max(0, end - CACHE_WINDOW)
