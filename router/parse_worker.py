@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -162,6 +164,34 @@ def _snapshot(event: dict) -> dict:
     return {k: (v.copy() if v.__class__ is dict else v) for k, v in event.items()}
 
 
+class Sender:
+    """Answers leave on a thread of their own, so the next batch is parsed while the main
+    process drains the last answer from the pipe. (Sent inline, an answer larger than the
+    socket's buffer held the parser until the main process's reader thread got the GIL:
+    a fifth of a parser's time in a 1M-event run.)"""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="answers", daemon=True)
+        self._thread.start()
+
+    def send(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def close(self) -> None:
+        """Send what is queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            try:
+                self._conn.send_bytes(data)
+            except OSError:  # the main process is gone: the next receive sees it too
+                return
+
+
 def serve(conn: Any, config: Any, forked: bool = False) -> None:
     """The parser process's main loop (the target of :mod:`multiprocessing`).
 
@@ -172,7 +202,6 @@ def serve(conn: Any, config: Any, forked: bool = False) -> None:
     it inherited but its pipe and stdio: the data_dir lock, sockets, and the main process's
     ends of the pipes (else it would never see its own pipe close).
     """
-    from dsrouter.dsl import compile_routes
     from dsrouter.runtime import tune_runtime
 
     for sig in ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"):
@@ -183,6 +212,17 @@ def serve(conn: Any, config: Any, forked: bool = False) -> None:
         os.closerange(3, keep)
         os.closerange(keep + 1, _max_fd())
     tune_runtime()
+    sender = Sender(conn)
+    try:
+        _serve(conn, config, sender)
+    finally:
+        sender.close()
+
+
+def _serve(conn: Any, config: Any, sender: Sender) -> None:
+    """Batches in, answers out (to ``sender``), until ``None`` or a closed pipe."""
+    from dsrouter.dsl import compile_routes
+
     table = compile_routes(config, defer_throttles=True)
     lean = without_raw(config.outputs)
     stamper = Stamper()
@@ -202,4 +242,4 @@ def serve(conn: Any, config: Any, forked: bool = False) -> None:
             answer: Any = route_batch(table, stamper, batch, items, received_at, lean)
         except Exception as exc:  # a bug: the main process routes (and keeps) this batch
             answer = ("failed", batch, repr(exc))
-        conn.send_bytes(pickle.dumps(answer, 5))
+        sender.send(pickle.dumps(answer, 5))
