@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dsrouter.parse_worker import Item, Routed, serve
+from dsrouter.parse_worker import Item, Routed, Sender, serve
 
 RESTARTS = 3
 
@@ -57,7 +57,7 @@ class _Proc:
         self.process.daemon = True
         self.process.start()
         child.close()
-        self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.outbox = Sender(self.conn, name=f"parser-{index}-writer")
         self.unanswered: dict[int, tuple[str, list[Item]]] = {}
         self.alive = True
 
@@ -75,20 +75,12 @@ class ParserPool:
 
     def _start(self, index: int) -> _Proc:
         proc = _Proc(index, self._ctx, self._config)
-        for target, name in ((self._write, "writer"), (self._read, "reader")):
-            threading.Thread(
-                target=target, args=(proc,), name=f"parser-{index}-{name}", daemon=True
-            ).start()
+        threading.Thread(
+            target=self._read, args=(proc,), name=f"parser-{index}-reader", daemon=True
+        ).start()
         return proc
 
-    # -- the threads ----------------------------------------------------------------------
-    def _write(self, proc: _Proc) -> None:
-        while (data := proc.outbox.get()) is not None:
-            try:
-                proc.conn.send_bytes(data)
-            except OSError:  # it died: the reader reports it
-                return
-
+    # -- the reader thread ----------------------------------------------------------------
     def _read(self, proc: _Proc) -> None:
         while True:
             try:
@@ -117,7 +109,7 @@ class ParserPool:
             return False
         proc = min(live, key=lambda p: len(p.unanswered))
         proc.unanswered[batch] = (received_at, items)
-        proc.outbox.put(pickle.dumps((batch, received_at, items), 5))
+        proc.outbox.send(pickle.dumps((batch, received_at, items), 5))
         return True
 
     def answered(self, batch: int) -> tuple[str, list[Item]] | None:
@@ -135,7 +127,7 @@ class ParserPool:
         if not proc.alive:
             return {}
         proc.alive = False
-        proc.outbox.put(None)
+        proc.outbox.stop()
         _reap(proc.process, 1.0)
         orphans, proc.unanswered = proc.unanswered, {}
         if self.restarts < RESTARTS:
@@ -149,14 +141,14 @@ class ParserPool:
         data = pickle.dumps(("config", config), 5)
         for proc in self.procs:
             if proc.alive:
-                proc.outbox.put(data)
+                proc.outbox.send(data)
 
     def close(self, timeout: float = 2.0) -> None:
         """Tell every process to exit and wait for it (then make sure it has)."""
         for proc in self.procs:
             proc.alive = False
-            proc.outbox.put(pickle.dumps(None))
-            proc.outbox.put(None)
+            proc.outbox.send(pickle.dumps(None))
+            proc.outbox.stop()
         for proc in self.procs:
             _reap(proc.process, timeout)
             proc.conn.close()

@@ -4,13 +4,10 @@ batch whole and in order."""
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
 import pickle
 import socket
-import struct
 import sys
-import termios
 import threading
 import time
 
@@ -19,6 +16,7 @@ import pytest
 from dsrouter.dsl import load_config_text
 from dsrouter.parse_worker import serve
 from dsrouter.plugin import Plugins
+from dsrouter.plugins.siem_transport import unacked
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="SIOCOUTQ on a Unix socket is Linux's"
@@ -28,12 +26,6 @@ LINE = (
     "<134>Nov 27 23:18:32 web-{n} CEF:0|Trend Micro|Deep Security Agent|20.0|20|x|5|"
     "cn1={n} dvchost=web-{n} msg={pad}"
 )
-
-
-def _unread(conn) -> int:
-    """Bytes this end sent that the other end has not read yet (SIOCOUTQ)."""
-    out = fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
-    return struct.unpack("i", out)[0]
 
 
 def test_a_parser_reads_on_while_its_answers_wait_to_be_read():
@@ -65,9 +57,9 @@ def test_a_parser_reads_on_while_its_answers_wait_to_be_read():
     threading.Thread(target=send_all, daemon=True).start()
     try:
         deadline = time.monotonic() + 20
-        while not (sent.is_set() and _unread(ours) == 0) and time.monotonic() < deadline:
+        while not (sent.is_set() and unacked(ours) == 0) and time.monotonic() < deadline:
             time.sleep(0.02)  # bounded: stops by itself
-        assert sent.is_set() and _unread(ours) == 0, (
+        assert sent.is_set() and unacked(ours) == 0, (
             "the parser stopped reading while its answer waited"
         )
         answers = [pickle.loads(ours.recv_bytes()) for _ in range(batches)]
