@@ -334,26 +334,31 @@ from dsrouter import logs, runtime
 from dsrouter.cli.common import load
 from dsrouter.daemon import Daemon
 
-conf, how = sys.argv[1], sys.argv[2]
-logs.configure("info", json=True)
-config, plugins, source = load(argparse.Namespace(config=conf))
-daemon = Daemon(config, plugins, logs.get_logger(), source)
-result = {}
+def main(conf, how):
+    logs.configure("info", json=True)
+    config, plugins, source = load(argparse.Namespace(config=conf))
+    daemon = Daemon(config, plugins, logs.get_logger(), source)
+    result = {}
 
-def drive():
-    sys.stdin.readline()  # the test is sending: stop now
-    if how == "break":
-        signal.raise_signal(signal.SIGBREAK)
-    else:  # what Windows calls when the console window closes
-        result["returned"] = bool(runtime._HANDLERS[-1](runtime.CTRL_CLOSE))
-        result["drained_first"] = daemon.stopped.is_set()
+    def drive():
+        sys.stdin.readline()  # the test is sending: stop now
+        if how == "break":
+            signal.raise_signal(signal.SIGBREAK)
+        else:  # what Windows calls when the console window closes
+            result["returned"] = bool(runtime._HANDLERS[-1](runtime.CTRL_CLOSE))
+            result["drained_first"] = daemon.stopped.is_set()
 
-threading.Thread(target=drive, daemon=True).start()
-asyncio.run(daemon.run())
-for t in threading.enumerate():
-    if t is not threading.main_thread() and t.daemon:
-        t.join(30)
-print("RESULT " + json.dumps(result), flush=True)
+    threading.Thread(target=drive, daemon=True).start()
+    asyncio.run(daemon.run())
+    for t in threading.enumerate():
+        if t is not threading.main_thread() and t.daemon:
+            t.join(30)
+    print("RESULT " + json.dumps(result), flush=True)
+
+# Windows starts parser processes by "spawn": each one imports this script again (as
+# __mp_main__), so the daemon must only start under the guard, as in any such script.
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
 """
 
 
@@ -377,6 +382,7 @@ def test_ctrl_break_and_closing_the_console_drain(win, started, tmp_path, how):
     assert d.finish() == 0, d.tail()
     want = {f"Test udp-{i}" for i in range(5)} | set(sent)
     assert sorted(names(tmp_path / "data")) == sorted(want)
+    assert not d.logged("parser_process_died"), d.tail()  # the parsers ran as spawned
     (result,) = [json.loads(x[7:]) for x in d.out if x.startswith("RESULT ")]
     if how == "close":
         assert result == {"returned": True, "drained_first": True}
