@@ -173,6 +173,20 @@ def test_extension_keys_are_capped_on_both_paths() -> None:
         assert fast is None or fast == _slow(line, receipt, 1_764_285_512.0)
 
 
+def test_the_key_sequence_cache_is_bounded_and_types_ints_either_way() -> None:
+    from dsrouter.ds import normalize
+
+    head = "<134>Nov 27 23:18:32 web-07 CEF:0|Trend Micro|Deep Security Agent|1|21|n|5|"
+    for i in range(3 * normalize._SHAPES):  # distinct key sequences, as a hostile sender sends
+        ev = parse_message(f"{head}spt={i} k{i}=v dpt=7")
+        assert (ev["spt"], ev["dpt"], ev[f"k{i}"]) == (i, 7, "v")
+        assert len(normalize._shapes) <= normalize._SHAPES
+    line = f"{head}cnt=3 big={'x' * normalize._SHAPE_TEXT}"
+    for _ in range(2):  # too long to be remembered: typed all the same, twice
+        assert parse_message(line)["cnt"] == 3
+    assert ("cnt", "big") not in normalize._shapes
+
+
 #: The envelopes the fast path takes: RFC 3164 and ISO stamps, RFC 5424 with or without
 #: structured data and BOM (each ends with the space before ``CEF:``).
 ENVELOPES = st.sampled_from(
