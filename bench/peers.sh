@@ -13,6 +13,9 @@
 #      `custom` hook (bench/dsrouter_contender.py), for every connection count in CONNS. Interleaving
 #      the contenders keeps load from other processes from landing on one contender only; the
 #      table shows the median over the rounds;
+#      With DURABLE set (e.g. "rsyslog-disk rsyslog-disk-2w syslog-ng-reliable"), each round also
+#      runs those: the same full-parse configurations with the C daemons' durable queues on
+#      (bench/durable_peers.py), the counterpart of dsrouter's disk queue;
 #   2b. paced UDP: ROUNDS rounds of UDP_PEERS and dsrouter at each rate of UDP_RATES, on a
 #      UDP_N-event workload of its own; the table reports the events each one lost;
 #   3. bench/inprocess.py and bench/tcp.py on the same file (ROUNDS repetitions each);
@@ -21,7 +24,7 @@
 # configurations), QUEUE (disk: dsrouter's durable queue on), WORKERS (settings.workers;
 # unset: the daemon's default), UDP_RATES ("20000 40000"; "" skips step 2b), UDP_N (200000),
 # UDP_PEERS (rsyslog-fullparse syslog-ng-fullparse), SKIP_EXTRA=1 (no step 3), NORAW=1 (also
-# dsrouter-noraw: both outputs with raw = false, the peers' output shape), LABEL, BENCH_SHARED (the shared bench folder),
+# dsrouter-noraw: both outputs with raw = false, the peers' output shape), DURABLE (above), LABEL, BENCH_SHARED (the shared bench folder),
 # DSROUTER_PYTHON (a python that imports dsrouter; default: python3 on PATH), SKIP_SETUP=1.
 # Needs root for apt on the first run. All traffic stays on 127.0.0.1.
 set -euo pipefail
@@ -46,6 +49,7 @@ WORKERS_ARG=${WORKERS:+--workers $WORKERS}
 UDP_RATES=${UDP_RATES-20000 40000}
 UDP_N=${UDP_N:-200000}
 UDP_PEERS=${UDP_PEERS:-rsyslog-fullparse syslog-ng-fullparse}
+DURABLE_CMD="$PY $HERE/durable_peers.py --port {port} --out {out} --sev {outdir}/sev.log --bench {bench} --work {work}"
 CMD="$PY $HERE/dsrouter_contender.py --port {port} --all {out} --sev {outdir}/sev.log --queue $QUEUE $WORKERS_ARG"
 
 echo "== 1. shared harness: setup, workload (N=$N), machine description (label $LABEL)"
@@ -58,6 +62,9 @@ for round in $(seq 1 "$ROUNDS"); do
     # shellcheck disable=SC2086
     "${B[@]}" --conns "$c" run $PEERS
     "${B[@]}" --conns "$c" custom --name dsrouter --cmd "$CMD" --extra-out sev.log=sev
+    for p in ${DURABLE:-}; do
+      "${B[@]}" --conns "$c" custom --name "$p" --cmd "$DURABLE_CMD $p" --extra-out sev.log=any
+    done
     if [ -n "${NORAW:-}" ]; then
       "${B[@]}" --conns "$c" custom --name dsrouter-noraw --cmd "$CMD --no-raw" --extra-out sev.log=sev
     fi
