@@ -38,7 +38,6 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +180,7 @@ class DiskQueue(Queue):
             return
         if max(len(b) for b in blobs) > sg.MAX_PAYLOAD:
             raise ValueError(f"publish: an event larger than {sg.MAX_PAYLOAD} bytes")
-        crcs = [zlib.crc32(b) for b in blobs]
+        crcs = list(map(sg.crc32, blobs))
         total = sum(len(b) for b in blobs)
         with self._cond:
             if self._closed:

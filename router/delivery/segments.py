@@ -27,7 +27,6 @@ import bisect
 import os
 import re
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,11 @@ from pathlib import Path
 import orjson
 
 from .queue import Record
+
+try:  # ISA-L's crc32: the same CRC as zlib's (the format is unchanged), about 3x as fast
+    from isal.isal_zlib import crc32
+except ImportError:  # a platform without isal's wheels
+    from zlib import crc32
 
 MAGIC = b"\xff\xd5"
 HEADER = struct.Struct("<2sIQdI")
@@ -78,7 +82,7 @@ def datasync(fd: int) -> None:
 
 
 def record_crc(payload_crc: int, length: int, seq: int, ts: float) -> int:
-    return zlib.crc32(_FIELDS.pack(length, seq, ts), payload_crc)
+    return crc32(_FIELDS.pack(length, seq, ts), payload_crc)
 
 
 def encode_batch(seq: int, times: list[float], payloads: list[bytes], crcs: list[int]) -> bytes:
@@ -100,7 +104,7 @@ def check_record(data: bytes) -> tuple[int, bytes] | None:
     payload = data[HEADER_SIZE:]
     if magic != MAGIC or length != len(payload):
         return None
-    return (seq, payload) if record_crc(zlib.crc32(payload), length, seq, ts) == crc else None
+    return (seq, payload) if record_crc(crc32(payload), length, seq, ts) == crc else None
 
 
 @dataclass(slots=True)
@@ -167,7 +171,7 @@ class Scanner:
                 if whole:
                     start = self.pos + HEADER_SIZE
                     payload = self.buf[start : start + length]
-                    if record_crc(zlib.crc32(payload), length, seq, ts) == crc:
+                    if record_crc(crc32(payload), length, seq, ts) == crc:
                         if seq <= self.last_seq and garbage is None:
                             self.stale = True  # an older life of a recycled file
                             break
@@ -223,7 +227,7 @@ def encode_slot(gen: int, st: AckState) -> bytes:
     runs = st.runs[:MAX_RUNS]
     body = _SLOT_HEAD.pack(_SLOT_MAGIC, gen, st.floor, st.limit, st.next_seq, len(runs))
     body += b"".join(_RUN.pack(lo, hi) for lo, hi in runs)
-    return body + struct.pack("<I", zlib.crc32(body))
+    return body + struct.pack("<I", crc32(body))
 
 
 def decode_slot(data: bytes) -> tuple[int, AckState] | None:
@@ -233,7 +237,7 @@ def decode_slot(data: bytes) -> tuple[int, AckState] | None:
     end = _SLOT_HEAD.size + nruns * _RUN.size
     if magic != _SLOT_MAGIC or nruns > MAX_RUNS or end + 4 > len(data):
         return None
-    if struct.unpack_from("<I", data, end)[0] != zlib.crc32(data[:end]):
+    if struct.unpack_from("<I", data, end)[0] != crc32(data[:end]):
         return None
     runs = tuple(_RUN.unpack_from(data, _SLOT_HEAD.size + i * _RUN.size) for i in range(nruns))
     return gen, AckState(floor, limit, runs, next_seq)
