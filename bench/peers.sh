@@ -24,7 +24,8 @@
 # configurations), QUEUE (disk: dsrouter's durable queue on), WORKERS (settings.workers;
 # unset: the daemon's default), UDP_RATES ("20000 40000"; "" skips step 2b), UDP_N (200000),
 # UDP_PEERS (rsyslog-fullparse syslog-ng-fullparse), SKIP_EXTRA=1 (no step 3), NORAW=1 (also
-# dsrouter-noraw: both outputs with raw = false, the peers' output shape), DURABLE (above), LABEL, BENCH_SHARED (the shared bench folder),
+# dsrouter-noraw: both outputs with raw = false, the peers' output shape), MEMORY=1 (also
+# dsrouter-memory: the memory queue, like the peers' in-memory queues), DURABLE (above), LABEL, BENCH_SHARED (the shared bench folder),
 # DSROUTER_PYTHON (a python that imports dsrouter; default: python3 on PATH), SKIP_SETUP=1.
 # Needs root for apt on the first run. All traffic stays on 127.0.0.1.
 set -euo pipefail
@@ -65,6 +66,9 @@ for round in $(seq 1 "$ROUNDS"); do
     for p in ${DURABLE:-}; do
       "${B[@]}" --conns "$c" custom --name "$p" --cmd "$DURABLE_CMD $p" --extra-out sev.log=any
     done
+    if [ -n "${MEMORY:-}" ]; then
+      "${B[@]}" --conns "$c" custom --name dsrouter-memory --cmd "$CMD --queue memory" --extra-out sev.log=sev
+    fi
     if [ -n "${NORAW:-}" ]; then
       "${B[@]}" --conns "$c" custom --name dsrouter-noraw --cmd "$CMD --no-raw" --extra-out sev.log=sev
     fi

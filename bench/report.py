@@ -31,6 +31,7 @@ WORK_KIND = {
     "py-fast-2p-fdpass": "same, 2 processes",
     "dsrouter": "daemon: parse + normalize + classify + DSL routes + file output (harness hook)",
     "dsrouter-noraw": "same, both outputs with raw = false (no copy of the message, as the peers)",
+    "dsrouter-memory": "same, memory queues (not durable, as the peers' in-memory queues)",
 }
 HEAD = (
     "| contender | what it does | conns | events/s | receiver CPU s | events per CPU-s "
@@ -164,7 +165,8 @@ def main() -> None:
     groups = _groups(a.work, a.label)
     own = [] if a.no_own else own_rows(a.work)
     table = "\n".join([HEAD, *harness_rows(groups), *own])
-    ratios = "\n".join(paired_ratios(groups) + paired_ratios(groups, "dsrouter-noraw"))
+    mine = ("dsrouter", "dsrouter-noraw", "dsrouter-memory")
+    ratios = "\n".join(line for name in mine for line in paired_ratios(groups, name))
     text = f"label {' + '.join(a.label)}\n\n{table}\n\nsame-round ratios:\n{ratios}\n"
     udp = udp_rows(a.work, a.label)
     if udp:
