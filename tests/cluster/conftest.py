@@ -63,6 +63,9 @@ def clients() -> Iterator[Clients]:
     def make(rig: Rig, **options: Any) -> JetStreamClient:
         options.setdefault("stream", f"t{next(_streams):04d}")
         options.setdefault("replicas", 3 if len(rig.nodes) >= 3 else 1)
+        # creating a 3-replica stream on the session's cluster, which holds every earlier
+        # test's streams, once took more than the 5 s default on a slow CI machine
+        options.setdefault("request_timeout", 15.0)
         client = JetStreamClient(ClusterOptions(tuple(rig.urls), **options)).start()
         made.append(client)
         assert client.wait_connected(10), client.last_error
