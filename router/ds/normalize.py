@@ -13,9 +13,8 @@ names never reach the fast path's merge: such messages take the careful path, wh
 them under ``ext_shadowed``.
 
 The per-event path allocates only the event, its ``syslog`` dict, the split parts and the
-tuple of their keys; the
-caches (header → header fields, extension keys → integer-typed keys, RFC 3164 stamp → ISO,
-digit text → int) are bounded.
+tuple of their keys; the caches (header → header fields, extension keys → integer-typed keys,
+RFC 3164 stamp → ISO, digit text → int) are bounded.
 """
 
 from __future__ import annotations

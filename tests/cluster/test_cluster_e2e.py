@@ -62,6 +62,18 @@ class Inspect:
     def consumer(self, output: str) -> dict:
         return self.client.call(self.client.api(f"CONSUMER.INFO.{self.stream}.{output}"), 10)
 
+    def pulling(self, workers: int, output: str = "archive") -> Callable[[], bool]:
+        """A check: ``workers`` pull requests wait on the output's consumer (each deliver
+        process has attached and asked for messages)."""
+
+        def check() -> bool:
+            try:
+                return int(self.consumer(output).get("num_waiting", 0)) >= workers
+            except OSError:  # not created yet, or a cluster still electing
+                return False
+
+        return check
+
     def drained(self, output: str = "archive") -> Callable[[], bool]:
         """A check: the output's consumer has nothing pending and nothing leased."""
 
@@ -123,6 +135,9 @@ def test_steady_state_every_event_once_and_both_workers_deliver(nats_cluster: Ri
     r1, r2, w1, w2 = fleet.start_all(
         {"r1": "receive", "r2": "receive", "w1": "deliver", "w2": "deliver"}
     )
+    # steady state: both workers are pulling before the burst (on a slow machine one of them
+    # once attached only after the other had delivered all 4,000 events)
+    wait_until(inspect.pulling(2), 60, "both deliver processes pulling")
     sent = stream_tcp([r1, r2], PER_CONNECTION)
     assert len(sent) == 4 * PER_CONNECTION
     assert r1.stop() == 0 and r2.stop() == 0  # drained: all they read is committed
