@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 from pathlib import Path
+
+from tcp import free_port
 
 RSYSLOG_QUEUE = 'queue.type="LinkedList" queue.size="500000"'
 RSYSLOG_DISK = (
@@ -39,12 +40,6 @@ SNG_DESTINATIONS = ('file("@OUT_ALL@" template(@SNG_TEMPLATE@) fsync(no)', 'file
 SNG_RELIABLE = (
     'disk-buffer(reliable(yes) dir("@WORKDIR@") disk-buf-size(4294967296) mem-buf-size(67108864))'
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def render(template: Path, edits: list[tuple[str, str]], values: dict[str, str]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PEERS = Path(os.environ.get("DSROUTER_PEERS") or REPO / ".peers")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def missing_peer(what: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO, SyslogNg, missing_peer
+from ..conftest import REPO, SyslogNg, free_port, missing_peer
 
 SCRIPT = REPO / "bench" / "durable_peers.py"
 SHARED = Path(os.environ.get("DSROUTER_SHARED") or REPO.parent / "shared")
@@ -59,12 +59,6 @@ def test_the_rendered_configuration_passes_the_daemons_check(
     conf = (tmp_path / ("syslog-ng.conf" if sng else "rsyslog.conf")).read_text()
     assert ("disk-buffer(reliable(yes)" if sng else 'queue.type="Disk"') in conf
     assert "@PORT_TCP@" not in conf and ("port(15514)" if sng else 'port="15514"') in conf
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def lines(path: Path) -> int:

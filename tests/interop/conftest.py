@@ -20,13 +20,9 @@ from pathlib import Path
 import pytest
 import trustme
 
+from ..conftest import free_port
+
 START_TIMEOUT = 30.0  # generous: CI machines run several suites at once
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Certs:

@@ -21,9 +21,10 @@ from dsrouter.ds import parse_message
 from dsrouter.plugin import Plugins
 from dsrouter.samples import sample_lines
 
+from ..conftest import free_port
 from ..e2e.conftest import Daemon
 from ..e2e.delivery_support import wait_metric
-from .conftest import free_port, start_rsyslog
+from .conftest import start_rsyslog
 
 KIND = Plugins(entry_points=False).outputs["siem"]
 EXTRA = [

@@ -31,12 +31,6 @@ route all { to archive }
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Router:
     """The dsrouter daemon (``python -m dsrouter run``): its ports and its archive."""
 

@@ -21,7 +21,8 @@ import pytest
 from dsrouter.ds import parse_message
 from dsrouter.samples import sample_lines
 
-from .conftest import Relay, free_port
+from ..conftest import free_port
+from .conftest import Relay
 
 RECEIPT = ("syslog", "raw", "received_at", "peer", "input", "event_id")
 HOST = "dsm01.example.com"
