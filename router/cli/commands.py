@@ -221,15 +221,20 @@ def _human_line(label, n, ev, d, explanation) -> bytes:
 
 def send(args) -> int:
     """Send lines from a file, stdin or the built-in samples."""
+    from dsrouter.defaults import DEFAULT_SEND_TARGET
     from dsrouter.ingest.transport import send_tcp, send_udp
     from dsrouter.options import parse_address
     from dsrouter.samples import sample_lines
 
+    if not args.sample and args.file is None:
+        need = "give HOST:PORT then FILE ('-' for stdin), or --sample"
+        print(f"dsrouter send: {need}", file=sys.stderr)
+        return EXIT_USAGE
     if args.octet_count and args.proto == "udp":
         print("dsrouter send: --octet-count frames TCP; it cannot go with --udp", file=sys.stderr)
         return EXIT_USAGE
     try:
-        host, port = parse_address(args.target)
+        host, port = parse_address(args.target or DEFAULT_SEND_TARGET)
     except ValueError as exc:
         print(f"dsrouter send: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -22,7 +22,7 @@ delivers them to outputs (files, stdout, and plugins).
 
 Start here:
   dsrouter run                      run with the built-in config (127.0.0.1:5514, ./dsrouter-data)
-  dsrouter send --sample 127.0.0.1:5514   send one sample event of every DS module to it
+  dsrouter send --sample            send one sample event of every DS module to it
   dsrouter check -c dsrouter.conf   validate your own configuration
   dsrouter dry-run -c dsrouter.conf capture.log   see where captured events would go
 """
@@ -103,8 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--udp", dest="proto", action="store_const", const="udp", help="UDP datagrams"
     )
     send.add_argument("--octet-count", action="store_true", help="TCP with RFC 6587 octet counting")
-    send.add_argument("target", metavar="HOST:PORT")
-    what = send.add_mutually_exclusive_group(required=True)
+    send.add_argument(
+        "target",
+        metavar="HOST:PORT",
+        nargs="?",
+        help="default 127.0.0.1:5514 (the embedded default's listeners); a FILE needs it first",
+    )
+    what = send.add_mutually_exclusive_group()  # neither: cmd_send says what it needs
     what.add_argument("file", nargs="?", metavar="FILE", help="file of syslog lines; '-' for stdin")
     what.add_argument("--sample", action="store_true", help="send built-in sample DS events")
     _delivery_parsers(sub, cfg_help)

@@ -153,8 +153,10 @@ def _one_line(err: str) -> str:
         (["dry-run", "/dev/zero"], "not a regular file or a pipe"),
         (["send", "127.0.0.1:9", "/nonexistent"], "dsrouter send: cannot read '/nonexistent'"),
         (["send", "--udp", "--octet-count", "127.0.0.1:9", "--sample"], "cannot go with --udp"),
+        (["send", "capture.log"], "dsrouter send: give HOST:PORT then FILE ('-' for stdin)"),
+        (["send"], "dsrouter send: give HOST:PORT then FILE ('-' for stdin), or --sample"),
     ],
-    ids=["missing", "directory", "device", "send-missing", "udp-octet-count"],
+    ids=["missing", "directory", "device", "send-missing", "udp-octet-count", "file-only", "bare"],
 )
 def test_cli_input_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
     code, out, err = run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])

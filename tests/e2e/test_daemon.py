@@ -164,7 +164,7 @@ def test_default_run_and_send_sample(start_daemon, tmp_path):
     d = start_daemon(None)
     assert d.ports == {"udp_in": 5514, "tcp_in": 5514}
     sent = subprocess.run(
-        [sys.executable, "-m", "dsrouter", "send", "--sample", "127.0.0.1:5514"],
+        [sys.executable, "-m", "dsrouter", "send", "--sample"],  # to the default's 127.0.0.1:5514
         capture_output=True,
         text=True,
         timeout=30,
