@@ -39,7 +39,6 @@ import heapq
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -65,12 +64,13 @@ class Retries:
     def add(self, seq: int, due: float) -> None:
         heapq.heappush(self._delayed, (due, seq))
 
-    def give_back(self, leased: set[int], records: Sequence[Record], due: float) -> None:
-        """``nak``: records still leased leave the lease and wait until ``due``."""
-        for r in records:
-            if r.seq in leased:
-                leased.remove(r.seq)
-                self.add(r.seq, due)
+    def give_back(self, leased: set[int], records: Sequence[Record], due: float) -> list[Record]:
+        """``nak``: records still leased leave the lease and wait until ``due``; returns them."""
+        back = [r for r in records if r.seq in leased]
+        for r in back:
+            leased.remove(r.seq)
+            self.add(r.seq, due)
+        return back
 
     def take(self, now: float, n: int, live: Callable[[int], bool]) -> list[int]:
         """Up to ``n`` due seqs, lowest first, dropping those ``live`` rejects (gone since)."""
@@ -87,19 +87,6 @@ class Retries:
     def next_due(self) -> float | None:
         """When the next waiting record becomes due (``time.monotonic``); None if none waits."""
         return self._delayed[0][0] if self._delayed else None
-
-
-@dataclass(slots=True)
-class _Meta:
-    """A taken, unacked record (leased, or waiting to be offered again): no event in RAM."""
-
-    seq: int
-    size: int
-    ts: float
-    seg: int
-    offset: int
-    attempts: int
-    event: Event | None = None  # this process's own event, while it is being handed out
 
 
 def _policy(fsync: float | str) -> float | str:
@@ -141,7 +128,9 @@ class DiskQueue(Queue):
         self._cond = threading.Condition()
         self._log = SegmentLog(self.directory, segment_bytes, _policy(fsync), self._cond)
         self.state_rebuilt = self._log.state_rebuilt
-        self._pending: dict[int, _Meta] = {}  # taken and unacked, in seq order
+        # Taken and unacked, in seq order: the records handed out (``pos`` is (segment,
+        # offset)); a nak'ed one is kept without its payload and event until it is due again.
+        self._pending: dict[int, Record] = {}
         self._pbytes = 0
         self._leased: set[int] = set()
         self._retries = Retries()
@@ -239,29 +228,31 @@ class DiskQueue(Queue):
                 if due is not None:
                     wait = min(wait, max(due - now, 0.0005))
                 self._cond.wait(wait)
-        return self._decode(got)
+        return got
 
     def _waiting(self, seq: int) -> bool:
         return seq in self._pending and seq not in self._leased
 
     def _drop(self, seq: int) -> None:
-        meta = self._pending.pop(seq)
+        rec = self._pending.pop(seq)
         self._leased.discard(seq)
-        self._pbytes -= meta.size
+        self._pbytes -= rec.size
 
-    def _lease(self, n: int) -> list[tuple[_Meta, bytes]]:
-        out: list[tuple[_Meta, bytes]] = []
+    def _lease(self, n: int) -> list[Record]:
+        out: list[Record] = []
         damaged = 0
         for seq in self._retries.take(time.monotonic(), n, self._waiting):
-            meta = self._pending[seq]
-            payload = self._log.reread(meta.seg, meta.offset, seq, meta.size)
-            if payload is None:
+            rec = self._pending[seq]
+            seg, offset = rec.pos
+            payload = self._log.reread(seg, offset, seq, rec.size)
+            if payload is None or payload[:1] != b"{":
                 self._drop(seq)
                 damaged += 1
                 continue
-            meta.attempts += 1
+            rec.attempts += 1
+            rec.payload = payload
             self._leased.add(seq)
-            out.append((meta, payload))
+            out.append(rec)
         log = self._log
         while len(out) < n:
             taken = log.take_fresh(n - len(out))
@@ -270,7 +261,7 @@ class DiskQueue(Queue):
                 if e is None:
                     break
                 taken = e.seq, e.seg, [e.offset], [e.payload], [e.ts]
-            self._track(*taken, out)
+            damaged += self._track(*taken, out)
         if damaged:
             self._log.corrupt += damaged
             self._log.commit(self._pending)
@@ -283,42 +274,26 @@ class DiskQueue(Queue):
         offsets: list[int],
         payloads: list[bytes],
         times: list[float],
-        out: list[tuple[_Meta, bytes]],
-    ) -> None:
-        """Lease records just taken from the log, numbered from ``seq``."""
+        out: list[Record],
+    ) -> int:
+        """Lease records just taken from the log, numbered from ``seq``; returns how many were
+        left out as damaged (a payload that is not a JSON object: checked again when decoded)."""
         pending, lease, add = self._pending, self._leased.add, out.append
         recall = self._recall if self._fresh else None
-        nbytes = 0
+        nbytes = damaged = 0
         for offset, payload, ts in zip(offsets, payloads, times, strict=True):
             size = len(payload)
-            meta = _Meta(seq, size, ts, seg, offset, 1)
-            if recall is not None:
-                meta.event = recall(seq)
-            pending[seq] = meta
-            lease(seq)
-            add((meta, payload))
-            nbytes += size
+            event = None if recall is None else recall(seq)
+            if event is None and payload[:1] != b"{":
+                damaged += 1
+            else:
+                pending[seq] = rec = Record(seq, event, size, ts, 1, (seg, offset), payload)
+                lease(seq)
+                add(rec)
+                nbytes += size
             seq += 1
         self._pbytes += nbytes
-
-    def _decode(self, got: list[tuple[_Meta, bytes]]) -> list[Record]:
-        out, bad = [], []
-        for meta, payload in got:
-            event, meta.event = meta.event, None
-            if event is None and payload[:1] != b"{":  # checked again when decoded
-                bad.append(meta.seq)
-                continue
-            pos = (meta.seg, meta.offset)
-            out.append(Record(meta.seq, event, meta.size, meta.ts, meta.attempts, pos, payload))
-        if bad:
-            with self._cond:
-                if not self._closed:
-                    for seq in bad:
-                        if seq in self._pending:
-                            self._drop(seq)
-                            self._log.corrupt += 1
-                    self._log.commit(self._pending)
-        return out
+        return damaged
 
     def ack(self, records: Sequence[Record]) -> None:
         with self._cond:
@@ -335,7 +310,9 @@ class DiskQueue(Queue):
         with self._cond:
             if self._closed:
                 return
-            self._retries.give_back(self._leased, records, due)
+            pending = self._pending
+            for r in self._retries.give_back(self._leased, records, due):
+                pending[r.seq] = Record(r.seq, None, r.size, r.enqueued_at, r.attempts, r.pos)
             self._cond.notify_all()
 
     def evict_oldest(self, events: int, nbytes: int) -> int:
@@ -346,12 +323,12 @@ class DiskQueue(Queue):
             de, db = self._shortfall(depth, total, events, nbytes)
             n = b = 0
             victims = []
-            for seq, meta in self._pending.items():  # taken ones (nak'ed) are the oldest
+            for seq, rec in self._pending.items():  # taken ones (nak'ed) are the oldest
                 if n >= de and b >= db:
                     break
                 if seq not in self._leased:
                     victims.append(seq)
-                    n, b = n + 1, b + meta.size
+                    n, b = n + 1, b + rec.size
             for seq in victims:
                 self._drop(seq)
             while (n < de or b < db) and (e := self._log.take()) is not None:
@@ -367,7 +344,7 @@ class DiskQueue(Queue):
             depth, nbytes = self._totals()
             oldest = None
             if self._pending:
-                oldest = self._pending[next(iter(self._pending))].ts
+                oldest = self._pending[next(iter(self._pending))].enqueued_at
             elif not self._closed and (e := self._log.head()) is not None:
                 oldest = e.ts
             log = self._log

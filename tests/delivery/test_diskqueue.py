@@ -60,6 +60,24 @@ def patch(path: Path, offset: int, data: bytes) -> None:
         f.write(data)
 
 
+def test_a_nak_ed_record_comes_back_read_again_from_disk_and_a_non_object_is_counted(
+    tmp_path: Path,
+) -> None:
+    q = open_q(tmp_path)
+    q.publish(None, [b'{"id": 0}', b"[1]", b'{"id": 2}'])  # [1] passes its checksum
+    got = q.fetch(10, 0)
+    assert [r.event["id"] for r in got] == [0, 2]
+    assert (q.stats().events, q.stats().corrupt) == (2, 1)
+    q.nak([got[1]])
+    got[1].payload = b"changed by the worker"  # what it held is not what comes back
+    again = q.fetch(10, 0)
+    assert [(r.seq, r.attempts, r.payload) for r in again] == [(got[1].seq, 2, b'{"id": 2}')]
+    assert again[0].event == {"id": 2} and again[0] is not got[1]
+    q.ack([got[0], *again])
+    assert q.stats().events == 0
+    q.close()
+
+
 # -- restarts and crashes -----------------------------------------------------------------
 
 
