@@ -176,12 +176,20 @@ class SegmentLog:
 
     # -- appending ------------------------------------------------------------------------
 
-    def append(self, payloads: list[bytes], crcs: list[int], times: list[float]) -> None:
-        """Write one batch (one ``write``) numbered from ``next_seq``; all or nothing."""
+    def append(
+        self,
+        payloads: list[bytes],
+        crcs: list[int],
+        times: list[float],
+        sizes: list[int],
+        nbytes: int,
+    ) -> None:
+        """Write one batch (one ``write``) numbered from ``next_seq``; all or nothing.
+        ``crcs`` and ``sizes`` are the payloads' crc32s and lengths, ``nbytes`` their sum."""
         caught_up = self._head is None and self.unread == self._fresh.count
         seg = self._active()
         offset = seg.size
-        data = sg.encode_batch(self.next_seq, times, payloads, crcs)
+        data = sg.encode_batch(self.next_seq, times, payloads, crcs, sizes)
         fd = self._wfd
         assert fd is not None
         view, done = memoryview(data), 0
@@ -201,9 +209,8 @@ class SegmentLog:
             with contextlib.suppress(OSError):
                 os.lseek(fd, seg.size, os.SEEK_SET)
             raise
-        nbytes = sum(len(p) for p in payloads)
         if caught_up and self._fresh.nbytes + nbytes <= FRESH_BYTES:
-            self._fresh.keep(seg, self.next_seq, offset, payloads, times, nbytes)
+            self._fresh.keep(seg, self.next_seq, offset, payloads, times, sizes, nbytes)
         seg.size += len(data)
         seg.count += len(payloads)
         seg.nbytes += nbytes

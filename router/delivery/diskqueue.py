@@ -167,10 +167,11 @@ class DiskQueue(Queue):
             raise ValueError("publish: one payload (and time) per event")
         if not blobs:
             return
-        if max(len(b) for b in blobs) > sg.MAX_PAYLOAD:
+        sizes = list(map(len, blobs))
+        if max(sizes) > sg.MAX_PAYLOAD:
             raise ValueError(f"publish: an event larger than {sg.MAX_PAYLOAD} bytes")
         crcs = list(map(sg.crc32, blobs))
-        total = sum(len(b) for b in blobs)
+        total = sum(sizes)
         with self._cond:
             if self._closed:
                 raise RuntimeError(f"queue {self.name} is closed")
@@ -181,7 +182,7 @@ class DiskQueue(Queue):
             ):
                 raise QueueFull(f"queue {self.name}: {len(blobs)} events / {total} bytes")
             first = self._log.next_seq
-            self._log.append(blobs, crcs, times)
+            self._log.append(blobs, crcs, times, sizes, total)
             if events is not None:
                 self._remember(first, events, blobs)
             self._cond.notify(len(blobs))

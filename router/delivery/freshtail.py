@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, islice
 from typing import Any
 
 from . import segments as sg
@@ -46,12 +46,13 @@ class FreshTail:
         offset: int,
         payloads: list[bytes],
         times: list[float],
+        sizes: list[int],
         nbytes: int,
     ) -> None:
-        """Remember a batch of ``nbytes`` payload bytes written at ``offset`` of ``seg`` (the
-        lists are not copied)."""
-        sizes = [sg.HEADER_SIZE + len(p) for p in payloads[:-1]]
-        offsets = list(accumulate(sizes, initial=offset))
+        """Remember a batch of ``nbytes`` payload bytes (``sizes`` each) written at
+        ``offset`` of ``seg`` (the lists are not copied)."""
+        records = map(sg.HEADER_SIZE.__add__, islice(sizes, len(sizes) - 1))
+        offsets = list(accumulate(records, initial=offset))
         self._batches.append(_Batch(seg, seq, offsets, payloads, times, nbytes))
         self.count += len(payloads)
         self.nbytes += nbytes

@@ -85,13 +85,16 @@ def record_crc(payload_crc: int, length: int, seq: int, ts: float) -> int:
     return crc32(_FIELDS.pack(length, seq, ts), payload_crc)
 
 
-def encode_batch(seq: int, times: list[float], payloads: list[bytes], crcs: list[int]) -> bytes:
-    """Header + payload for each payload, numbered from ``seq``; ``crcs`` are their crc32s."""
+def encode_batch(
+    seq: int, times: list[float], payloads: list[bytes], crcs: list[int], sizes: list[int]
+) -> bytes:
+    """Header + payload for each payload, numbered from ``seq``; ``crcs`` and ``sizes`` are
+    their crc32s and lengths (the header's crc is :func:`record_crc`, inlined here)."""
     parts: list[bytes] = []
-    for payload, pcrc, ts in zip(payloads, crcs, times, strict=True):
-        n = len(payload)
-        parts.append(HEADER.pack(MAGIC, n, seq, ts, record_crc(pcrc, n, seq, ts)))
-        parts.append(payload)
+    add, head, fields, crc = parts.append, HEADER.pack, _FIELDS.pack, crc32
+    for payload, pcrc, n, ts in zip(payloads, crcs, sizes, times, strict=True):
+        add(head(MAGIC, n, seq, ts, crc(fields(n, seq, ts), pcrc)))
+        add(payload)
         seq += 1
     return b"".join(parts)
 
