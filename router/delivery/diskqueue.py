@@ -300,11 +300,13 @@ class DiskQueue(Queue):
         with self._cond:
             if self._closed:
                 return
-            acked = [r.seq for r in records if r.seq in self._pending]
-            for seq in acked:
-                self._drop(seq)
+            pending = self._pending
+            acked = [r.seq for r in records if r.seq in pending]
             if acked:
-                self._log.commit(self._pending)
+                pop = pending.pop
+                self._pbytes -= sum([pop(seq).size for seq in acked])
+                self._leased.difference_update(acked)
+                self._log.commit(pending)
 
     def nak(self, records: Sequence[Record], delay: float = 0.0) -> None:
         due = time.monotonic() + delay

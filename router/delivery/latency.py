@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,15 +22,13 @@ class Latency:
         self.count = 0
 
     def observe(self, now: float, records: Sequence[Record]) -> None:
-        """Records committed together share ``enqueued_at``: one bucket look-up per run."""
-        counts, last, bucket, age = self.counts, None, 0, 0.0
-        for r in records:
-            if r.enqueued_at != last:
-                last = r.enqueued_at
-                age = max(0.0, now - last)
-                bucket = bisect_left(LATENCY_BUCKETS, age)
-            counts[bucket] += 1
-            self.sum += age
+        """Records committed together share ``enqueued_at``: one bucket look-up per time."""
+        counts, total = self.counts, 0.0
+        for at, n in Counter([r.enqueued_at for r in records]).items():
+            age = max(0.0, now - at)
+            counts[bisect_left(LATENCY_BUCKETS, age)] += n
+            total += age * n
+        self.sum += total
         self.count += len(records)
 
     def snapshot(self) -> dict[str, Any]:

@@ -91,6 +91,21 @@ def delivered(worker: Worker) -> int:
     return worker.snapshot()["delivered_total"]
 
 
+def test_the_latency_histogram_counts_each_record_by_its_own_commit_time():
+    from dsrouter.delivery.latency import LATENCY_BUCKETS, Latency
+    from dsrouter.delivery.queue import Record
+
+    now = 1000.0
+    ages = [0.0005, 0.02, 0.0005, 2.0, 0.02, 0.02, 400.0]  # equal times need not be adjacent
+    lat = Latency()
+    lat.observe(now, [Record(i, None, 1, now - a) for i, a in enumerate(ages)])
+    lat.observe(now, [])
+    snap = lat.snapshot()
+    want = [sum(1 for a in ages if a <= le) for le in LATENCY_BUCKETS]
+    assert snap["counts"] == want and want[:4] == [2, 2, 2, 5]
+    assert snap["count"] == 7 and snap["sum"] == pytest.approx(sum(ages))
+
+
 # -- outcomes ---------------------------------------------------------------------------------
 def test_success_acks_everything(rig):
     out = Scripted()
