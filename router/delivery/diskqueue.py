@@ -89,6 +89,11 @@ class Retries:
         return self._delayed[0][0] if self._delayed else None
 
 
+#: The first byte of every payload (a JSON object): a record whose payload starts otherwise is
+#: damage the checksums did not catch, dropped and counted as corrupt when it is leased.
+_OBJECT = b"{"
+
+
 def _policy(fsync: float | str) -> float | str:
     if fsync in ("always", "never"):
         return fsync
@@ -234,10 +239,11 @@ class DiskQueue(Queue):
     def _waiting(self, seq: int) -> bool:
         return seq in self._pending and seq not in self._leased
 
-    def _drop(self, seq: int) -> None:
-        rec = self._pending.pop(seq)
-        self._leased.discard(seq)
-        self._pbytes -= rec.size
+    def _drop(self, seqs: list[int]) -> None:
+        """Forget taken records (acked, damaged or evicted); ``seqs`` are all pending."""
+        pop = self._pending.pop
+        self._pbytes -= sum([pop(seq).size for seq in seqs])
+        self._leased.difference_update(seqs)
 
     def _lease(self, n: int) -> list[Record]:
         out: list[Record] = []
@@ -246,8 +252,8 @@ class DiskQueue(Queue):
             rec = self._pending[seq]
             seg, offset = rec.pos
             payload = self._log.reread(seg, offset, seq, rec.size)
-            if payload is None or payload[:1] != b"{":
-                self._drop(seq)
+            if payload is None or payload[:1] != _OBJECT:
+                self._drop([seq])
                 damaged += 1
                 continue
             rec.attempts += 1
@@ -278,14 +284,14 @@ class DiskQueue(Queue):
         out: list[Record],
     ) -> int:
         """Lease records just taken from the log, numbered from ``seq``; returns how many were
-        left out as damaged (a payload that is not a JSON object: checked again when decoded)."""
+        left out as damaged."""
         pending, lease, add = self._pending, self._leased.add, out.append
         recall = self._recall if self._fresh else None
         nbytes = damaged = 0
         for offset, payload, ts in zip(offsets, payloads, times, strict=True):
             size = len(payload)
             event = None if recall is None else recall(seq)
-            if event is None and payload[:1] != b"{":
+            if event is None and payload[:1] != _OBJECT:
                 damaged += 1
             else:
                 pending[seq] = rec = Record(seq, event, size, ts, 1, (seg, offset), payload)
@@ -300,13 +306,10 @@ class DiskQueue(Queue):
         with self._cond:
             if self._closed:
                 return
-            pending = self._pending
-            acked = [r.seq for r in records if r.seq in pending]
+            acked = [r.seq for r in records if r.seq in self._pending]
             if acked:
-                pop = pending.pop
-                self._pbytes -= sum([pop(seq).size for seq in acked])
-                self._leased.difference_update(acked)
-                self._log.commit(pending)
+                self._drop(acked)
+                self._log.commit(self._pending)
 
     def nak(self, records: Sequence[Record], delay: float = 0.0) -> None:
         due = time.monotonic() + delay
@@ -332,8 +335,7 @@ class DiskQueue(Queue):
                 if seq not in self._leased:
                     victims.append(seq)
                     n, b = n + 1, b + rec.size
-            for seq in victims:
-                self._drop(seq)
+            self._drop(victims)
             while (n < de or b < db) and (e := self._log.take()) is not None:
                 n, b = n + 1, b + len(e.payload)
                 self._recall(e.seq)
