@@ -18,8 +18,10 @@ import pytest
 from dsrouter.api import Output, OutputContext, PartialFailure, PermanentFailure, RetryLater
 from dsrouter.delivery.deadletter import DeadLetters
 from dsrouter.delivery.diskqueue import DiskQueue
+from dsrouter.delivery.latency import LATENCY_BUCKETS, Latency
 from dsrouter.delivery.memqueue import MemoryQueue
 from dsrouter.delivery.options import DeliveryOptions
+from dsrouter.delivery.queue import Record
 from dsrouter.delivery.worker import Worker
 
 from .support import Log, wait_for
@@ -92,9 +94,6 @@ def delivered(worker: Worker) -> int:
 
 
 def test_the_latency_histogram_counts_each_record_by_its_own_commit_time():
-    from dsrouter.delivery.latency import LATENCY_BUCKETS, Latency
-    from dsrouter.delivery.queue import Record
-
     now = 1000.0
     ages = [0.0005, 0.02, 0.0005, 2.0, 0.02, 0.02, 400.0]  # equal times need not be adjacent
     lat = Latency()
