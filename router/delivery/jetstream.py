@@ -31,7 +31,6 @@ fetch returns nothing, a lost ack or nak means a redelivery after ``ack_wait``, 
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import threading
 import time
@@ -58,7 +57,13 @@ from .jetstream_msgs import (
     record_of,
 )
 from .jetstream_pull import GRACE, Puller
-from .jetstream_stream import ensure_consumer, ensure_stream, work_stream_config, work_subject
+from .jetstream_stream import (
+    Once,
+    ensure_consumer,
+    ensure_stream,
+    work_stream_config,
+    work_subject,
+)
 from .queue import Event, Queue, QueueFull, QueueStats, Record
 
 __all__ = ["EventTooLarge", "JetStreamQueue", "PartlyStored", "record_of"]
@@ -92,8 +97,7 @@ class JetStreamQueue(Queue):
         self._evicted = 0
         self._gen = 0
         self._closed = False
-        self._stream_ready = self._consumer_ready = False
-        self._provisioning = asyncio.Lock()  # one creation at a time, however many publish
+        self._stream, self._consumer = Once(), Once()  # created on first use
         self._stash_renewed = time.monotonic()
         self._reading: tuple[int, int, float | None] = (0, 0, None)  # for recent_stats()
         self._read_at = 0.0
@@ -104,18 +108,14 @@ class JetStreamQueue(Queue):
     # -- provisioning --------------------------------------------------------------------
     async def _ensure(self, consumer: bool) -> None:
         """The stream (and the consumer, for fetching) exist: created on first use, by one
-        request at a time (60 batches submitted at once sent 60 creations, which a loaded
-        3-node cluster took more than 15 s to answer)."""
-        if self._stream_ready and (self._consumer_ready or not consumer):
-            return
-        async with self._provisioning:
-            if not self._stream_ready:
-                config = work_stream_config(self.client, self.client.options.replicas)
-                await ensure_stream(self.client, config)
-                self._stream_ready = True
-            if consumer and not self._consumer_ready:
-                await ensure_consumer(self.client, self.name)
-                self._consumer_ready = True
+        request however many batches are published at once."""
+        await self._stream.run(self._create_stream)
+        if consumer:
+            await self._consumer.run(lambda: ensure_consumer(self.client, self.name))
+
+    async def _create_stream(self) -> None:
+        config = work_stream_config(self.client, self.client.options.replicas)
+        await ensure_stream(self.client, config)
 
     def _call(self, coro: Any, extra: float = 0.0) -> Any:
         """Run ``coro`` on the client's loop: one request's timeout (plus ``extra``)."""
@@ -215,7 +215,7 @@ class JetStreamQueue(Queue):
             self.duplicates += publish_outcome(results, subject)
         except (QueueFull, OSError) as exc:
             self.last_error = str(exc)
-            self._stream_ready = False  # deleted by an operator? the retry looks again
+            self._stream.reset()  # deleted by an operator? the retry looks again
             raise
         return evicted, dropped
 
@@ -330,7 +330,7 @@ class JetStreamQueue(Queue):
         silent = self._puller.silent
         msgs = await self._puller.fetch(n, timeout, lambda: self._gen != gen or self._closed)
         if self._puller.silent > silent:  # requests nobody answered: is the consumer gone?
-            self._consumer_ready = False
+            self._consumer.reset()
         return msgs
 
     def _lease(self, msgs: list[Msg]) -> list[Record]:

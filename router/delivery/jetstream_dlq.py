@@ -31,7 +31,7 @@ from .deadletter import DeadLetterFull, Letter, StoredLetter, _dumps
 from .jetstream_conn import ApiError, JetStreamClient, JetStreamError, gather_all
 from .jetstream_msgs import ack_numbers, msg_id
 from .jetstream_pull import Puller
-from .jetstream_stream import dlq_stream, dlq_stream_config, dlq_subject, ensure_stream
+from .jetstream_stream import Once, dlq_stream, dlq_stream_config, dlq_subject, ensure_stream
 
 Event = dict[str, Any]
 Letters = list[StoredLetter]
@@ -66,16 +66,17 @@ class JetStreamDeadLetters:
         self.max_bytes = client.options.dlq_max_bytes
         self.refused_full = 0
         self.corrupt_lines = 0  # messages that are not dead letters, skipped by reads
-        self._ready = False
+        self._ready = Once()  # the stream, created on first use
 
     def _call(self, coro: Any, extra: float = 0.0) -> Any:
         return self.client.call(coro, self.client.options.request_timeout * 2 + 1.0 + extra)
 
     async def _ensure(self) -> None:
-        if not self._ready:
-            config = dlq_stream_config(self.client, self.client.options.replicas)
-            await ensure_stream(self.client, config)
-            self._ready = True
+        await self._ready.run(self._create)
+
+    async def _create(self) -> None:
+        config = dlq_stream_config(self.client, self.client.options.replicas)
+        await ensure_stream(self.client, config)
 
     def subject(self, output: str) -> str:
         """The subject of ``output``'s letters; ValueError unless the name is an identifier."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .jetstream_conn import ApiError, ClusterUnavailable, JetStreamClient, JetStreamError
@@ -77,6 +78,27 @@ def dlq_stream_config(client: JetStreamClient, replicas: int) -> dict[str, Any]:
         "max_age": 0,
         "duplicate_window": int(o.duplicate_window * _NS),
     }
+
+
+class Once:
+    """A provisioning step (create a stream, a consumer) that runs until it succeeds: callers
+    that come while it runs wait for that run instead of sending the same request again, and
+    ``reset()`` makes the next caller run it again (the stream was deleted under us)."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self._lock = asyncio.Lock()
+
+    async def run(self, step: Callable[[], Awaitable[object]]) -> None:
+        if self.done:
+            return
+        async with self._lock:
+            if not self.done:
+                await step()
+                self.done = True
+
+    def reset(self) -> None:
+        self.done = False
 
 
 async def ensure_stream(client: JetStreamClient, config: dict[str, Any]) -> int:
