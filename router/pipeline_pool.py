@@ -53,9 +53,17 @@ class PooledFlow:
             self.pipe.pause()
 
     def dispatch(self) -> None:
+        """Commit the answers that are next in order, then send batches while there is room:
+        answers that wait for an earlier batch count against it, so a stalled process cannot
+        let the others run ahead (and fill this process's memory) without bound."""
         pool, pending = self.pool, self.pipe.pending
         engine = self.pipe.engine
-        while pending and not engine.holding and pool.in_flight < max(pool.capacity, 1):
+        self._commit_ready()
+        while (
+            pending
+            and not engine.holding
+            and pool.in_flight + len(self.arrived) < max(pool.capacity, 1)
+        ):
             items, count, nbytes = _take(pending, BATCH_MESSAGES)
             self.pending_messages -= count
             self.pending_bytes -= nbytes
@@ -63,7 +71,7 @@ class PooledFlow:
             self.sent += 1
             if not pool.send(batch, at, items):  # no process left: parse here
                 self.arrived[batch] = self._route_here(batch, at, items)
-        self._commit_ready()
+                self._commit_ready()
         if self.backlogged and not self._over(2):
             self.backlogged = False
             if not engine.holding:

@@ -215,3 +215,38 @@ def test_a_backlog_for_stopped_parsers_is_bounded_in_bytes(start_daemon, tmp_pat
     assert sorted(seqs(events)) == list(range(streamer.sent))
     rc, _ = d.stop()
     assert rc == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc for the parser processes")
+def test_one_stopped_parser_holds_the_sender_back_not_the_main_process_memory(
+    start_daemon, tmp_path
+):
+    """One parser stopped, the other working: answers that wait for the stopped one's batch
+    count against the batches in flight, so the other cannot run ahead and fill the main
+    process's memory with parsed events; the backlog bound holds the sender, and every
+    message arrives once the parser goes on."""
+    d = start_daemon(_config(tmp_path, 2, "route everything { to all }"))
+    stopped = _children(d.proc.pid)[0]
+    size, limit = 1_000, 300_000  # 300 MB if nothing held the sender back
+    streamer = Streamer(d.ports["t"], limit=limit, chunk=100, pad=size)
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        streamer.start()
+        deadline, held = time.monotonic() + 60, None
+        while time.monotonic() < deadline and held is None and streamer.is_alive():
+            sent = streamer.sent
+            time.sleep(1)
+            if streamer.sent == sent and streamer.is_alive():
+                held = sent
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    assert held is not None, f"the sender was never held back ({streamer.sent} sent)"
+    # 64 MiB waiting, 2 batches of 1 MiB per parser, what loopback TCP buffers, one chunk
+    assert held * size <= (64 + 2 * 2 + 16) << 20
+    streamer.stop.set()
+    streamer.join(60)
+    assert not streamer.is_alive() and streamer.error is None
+    events = wait_for_lines("out/all.jsonl", streamer.sent, tmp_path, timeout=120)
+    assert sorted(seqs(events)) == list(range(streamer.sent))
+    rc, _ = d.stop()
+    assert rc == 0
