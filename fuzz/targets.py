@@ -19,10 +19,11 @@ from pathlib import Path
 
 import orjson
 
+from dsrouter.ds.batch import parse_batch
 from dsrouter.ds.catalog import MODULES
 from dsrouter.ds.cef import parse_cef
 from dsrouter.ds.leef import parse_leef
-from dsrouter.ds.normalize import _fast, _slow, parse_batch, parse_message
+from dsrouter.ds.normalize import _fast, _slow, parse_message
 from dsrouter.dsl import compile_routes, load_config_text
 from dsrouter.errors import ConfigError
 from dsrouter.ingest.framing import FRAMINGS, Framer

@@ -28,7 +28,7 @@ import orjson
 
 from dsrouter.delivery.options import without_raw
 from dsrouter.ds import parse_batch
-from dsrouter.ds.normalize import iter_events
+from dsrouter.ds.batch import iter_events, use_native
 from dsrouter.dsl.throttle import Deferred
 
 _DUMPS = orjson.dumps
@@ -217,6 +217,7 @@ def serve(conn: Any, config: Any, forked: bool = False) -> None:
         os.closerange(3, keep)
         os.closerange(keep + 1, _max_fd())
     tune_runtime()
+    use_native()
     sender = Sender(conn)
     try:
         _serve(conn, config, sender)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dsrouter.ds.normalize import parse_batch, parse_message
+    from dsrouter.ds.batch import parse_batch
+    from dsrouter.ds.normalize import parse_message
 
 __all__ = ["parse_batch", "parse_message"]
 
@@ -18,8 +19,12 @@ __all__ = ["parse_batch", "parse_message"]
 def __getattr__(name: str) -> Any:
     # Imported on first use so that ``python -m dsrouter.ds.catalog`` runs the catalogue
     # module without it having been imported already through this package.
-    if name in __all__:
+    if name == "parse_batch":
+        from dsrouter.ds import batch
+
+        return batch.parse_batch
+    if name == "parse_message":
         from dsrouter.ds import normalize
 
-        return getattr(normalize, name)
+        return normalize.parse_message
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
 from itertools import islice
 from typing import Any
 
@@ -39,7 +39,7 @@ from dsrouter.syslog import (
     strip_octet_count,
 )
 
-__all__ = ["iter_events", "parse_batch", "parse_message"]
+__all__ = ["parse_message"]
 
 Event = dict[str, Any]
 Receipt = tuple[str, str, str, str]
@@ -173,24 +173,37 @@ def _new_head(m: re.Match, header: str) -> tuple[Event, Aliases]:
     return entry
 
 
-def _fast(text: str, receipt: Receipt, now: float, stamps: dict[str, str]) -> Event | None:
-    """The common shapes in one regex; None sends the message to the careful path."""
+def _front(text: str, now: float, stamps: dict[str, str]) -> tuple[re.Match, dict] | None:
+    """The fast regex's match and the envelope; None sends the message to the careful path."""
     m = _FAST.match(text)
     if m is None:
         return None
-    pri, bsd, host, key, rest = m.group(1, 2, 4, 18, 19)
+    pri, bsd, host = m.group(1, 2, 4)
     pri = _PRI.get(pri)
     if pri is None:
         return None
     if host is not None and ("CEF:" in host or "LEEF:" in host):
         return None  # a host that looks like a body: the careful path starts at the first mark
     if host is None:
-        env = _env5424(*pri, *m.group(5, 6, 7, 8, 9, 10))
-    else:
-        iso = m.group(3) if bsd is None else stamps.get(bsd) or rfc3164_to_iso(bsd, now)
-        if iso is None:
-            return None
-        env = {"facility": pri[0], "severity": pri[1], "timestamp": iso, "hostname": host}
+        return m, _env5424(*pri, *m.group(5, 6, 7, 8, 9, 10))
+    iso = m.group(3) if bsd is None else stamps.get(bsd) or rfc3164_to_iso(bsd, now)
+    if iso is None:
+        return None
+    return m, {"facility": pri[0], "severity": pri[1], "timestamp": iso, "hostname": host}
+
+
+def _head(m: re.Match, text: str) -> tuple[Event, Aliases]:
+    header = text[m.start(11) : m.start(18)]
+    return _heads.get(header) or _new_head(m, header)
+
+
+def _fast(text: str, receipt: Receipt, now: float, stamps: dict[str, str]) -> Event | None:
+    """The common shapes in one regex; None sends the message to the careful path."""
+    front = _front(text, now, stamps)
+    if front is None:
+        return None
+    m, env = front
+    key, rest = m.group(18, 19)
     if rest[-1:].isspace():  # the careful path's rstrip(): FF, VT and \x1c-\x1f too
         rest = rest.rstrip()
     parts = _split(rest)  # [v1, k2, v2, ...]
@@ -200,8 +213,7 @@ def _fast(text: str, receipt: Receipt, now: float, stamps: dict[str, str]) -> Ev
         int_keys = _new_shape(shape, len(text))
         if int_keys is None:
             return None  # a hostile or odd key: the careful path keeps it aside
-    header = text[m.start(11) : m.start(18)]
-    head, aliases = _heads.get(header) or _new_head(m, header)
+    head, aliases = _head(m, text)
     it = iter(parts)
     if "  " in rest:  # values to strip: clean them apart from the header fields
         ext = {key: next(it)}
@@ -215,6 +227,11 @@ def _fast(text: str, receipt: Receipt, now: float, stamps: dict[str, str]) -> Ev
             unescape_last(ev, len(ev) - len(head), rest)
     if int_keys:
         _ints(ev, int_keys)
+    return _finish(ev, env, aliases, receipt)
+
+
+def _finish(ev: Event, env: dict, aliases: Aliases, receipt: Receipt) -> Event:
+    """The fast path's derived fields (host, tenant, slot aliases) and receipt fields."""
     get = ev.get
     host = get("dvchost") or get("dvc") or env.get("hostname")
     if host:
@@ -359,24 +376,3 @@ def _valid_unicode(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return text
-
-
-def parse_batch(messages: list[bytes], input: str, peer: str, received_at: str) -> list[Event]:
-    """One normalized event per message, same order. Never raises on any input."""
-    return list(iter_events(messages, input, peer, received_at))
-
-
-def iter_events(messages: list[bytes], input: str, peer: str, received_at: str) -> Iterator[Event]:
-    """:func:`parse_batch` one event at a time, for callers that finish with each event
-    before the next (its working set stays in the CPU's caches). Never raises."""
-    now = time.time()
-    fast, slow = _fast, _slow
-    stamps = rfc3164_cache(now)
-    for data in messages:
-        text = data.decode("utf-8", "replace")
-        receipt = (received_at, peer, input, text)
-        try:
-            ev = fast(text, receipt, now, stamps) or slow(text, receipt, now)
-        except Exception as exc:
-            ev = _failed(text, receipt, exc)
-        yield ev

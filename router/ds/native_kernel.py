@@ -1,0 +1,162 @@
+"""numba kernel of :mod:`dsrouter.ds.native`: CEF extension texts → JSON objects.
+
+Bytes in (UTF-8), bytes out; one pass per text, no allocation. A key is
+``[A-Za-z0-9_.\\[\\]-]+`` followed by ``=``; a value runs until the next space that starts a
+key. ``\\\\ \\= \\| \\n \\r`` are unescaped, other backslashes kept; ``"``, ``\\`` and control
+characters are JSON-escaped; other bytes are copied (UTF-8 stays UTF-8).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_jit = numba.njit(cache=True, nogil=True)
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+
+
+@_jit
+def _key_char(c: int) -> bool:
+    return (
+        (48 <= c <= 57)  # 0-9
+        or (65 <= c <= 90)  # A-Z
+        or (97 <= c <= 122)  # a-z
+        or c == 95  # _
+        or c == 46  # .
+        or c == 91  # [
+        or c == 93  # ]
+        or c == 45  # -
+    )
+
+
+@_jit
+def _key_length(buf, i, end):  # type: ignore[no-untyped-def]
+    """Length of the key at ``i`` when ``key=`` starts there, else 0."""
+    j = i
+    while j < end and _key_char(buf[j]):
+        j += 1
+    if j > i and j < end and buf[j] == 61:  # =
+        return j - i
+    return 0
+
+
+@_jit
+def _is_one_of(buf, start, length, names, offsets):  # type: ignore[no-untyped-def]
+    for t in range(offsets.shape[0] - 1):
+        a = offsets[t]
+        if offsets[t + 1] - a == length:
+            same = True
+            for q in range(length):
+                if names[a + q] != buf[start + q]:
+                    same = False
+                    break
+            if same:
+                return True
+    return False
+
+
+@_jit
+def _number(buf, start, end, out, o):  # type: ignore[no-untyped-def]
+    """``-?[0-9]{1,18}`` as a JSON number (leading zeros dropped); -1 when it is not one."""
+    i = start
+    negative = i < end and buf[i] == 45
+    if negative:
+        i += 1
+    if not 1 <= end - i <= 18:
+        return -1
+    for j in range(i, end):
+        if not 48 <= buf[j] <= 57:
+            return -1
+    while i < end - 1 and buf[i] == 48:
+        i += 1
+    if negative and not (end - i == 1 and buf[i] == 48):
+        out[o] = 45
+        o += 1
+    for j in range(i, end):
+        out[o] = buf[j]
+        o += 1
+    return o
+
+
+@_jit
+def _string(buf, start, end, out, o):  # type: ignore[no-untyped-def]
+    """The value unescaped (CEF) and escaped (JSON), in quotes."""
+    out[o] = 34
+    o += 1
+    i = start
+    while i < end:
+        c = buf[i]
+        if c == 92 and i + 1 < end:  # backslash: a CEF escape?
+            d = buf[i + 1]
+            if d == 61 or d == 124:  # \= \|
+                out[o] = d
+                o += 1
+                i += 2
+                continue
+            if d == 92 or d == 110 or d == 114:  # \\ \n \r: the same in JSON
+                out[o] = 92
+                out[o + 1] = d
+                o += 2
+                i += 2
+                continue
+        if c == 34 or c == 92:
+            out[o] = 92
+            out[o + 1] = c
+            o += 2
+        elif c < 32:
+            out[o] = 92  # \u00XX
+            out[o + 1] = 117
+            out[o + 2] = 48
+            out[o + 3] = 48
+            out[o + 4] = _HEX[c >> 4]
+            out[o + 5] = _HEX[c & 15]
+            o += 6
+        else:
+            out[o] = c
+            o += 1
+        i += 1
+    out[o] = 34
+    return o + 1
+
+
+@_jit
+def extensions(  # type: ignore[no-untyped-def]
+    buf, starts, ends, out, out_ends, status, ints, int_offsets, reserved, res_offsets, max_keys
+):
+    """Text ``k`` is ``buf[starts[k]:ends[k]]``; its object ends at ``out_ends[k]``."""
+    o = 0
+    for k in range(starts.shape[0]):
+        i, end = starts[k], ends[k]
+        out[o] = 123  # {
+        o += 1
+        keys = 0
+        while i < end:
+            length = _key_length(buf, i, end)
+            if length == 0:
+                break
+            keys += 1
+            if keys > max_keys or _is_one_of(buf, i, length, reserved, res_offsets):
+                status[k] = 1
+            if keys > 1:
+                out[o] = 44  # ,
+                o += 1
+            out[o] = 34
+            out[o + 1 : o + 1 + length] = buf[i : i + length]
+            o += length + 1
+            out[o] = 34
+            out[o + 1] = 58  # :
+            o += 2
+            value = i + length + 1
+            nxt = end
+            for j in range(value, end):
+                if buf[j] == 32 and _key_length(buf, j + 1, end) > 0:
+                    nxt = j
+                    break
+            r = -1
+            if _is_one_of(buf, i, length, ints, int_offsets):
+                r = _number(buf, value, nxt, out, o)
+            o = _string(buf, value, nxt, out, o) if r < 0 else r
+            i = nxt + 1
+        out[o] = 125  # }
+        o += 1
+        out_ends[k] = o
