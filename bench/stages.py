@@ -7,7 +7,9 @@ is timed with ``time.process_time``; the table gives the median over the rounds 
 range. Stages, in the order an event meets them:
 
 * framing: ``Framer.feed`` over 64 KiB chunks of the LF-framed workload (main process);
-* parse: syslog envelope + CEF/LEEF + normalization (``parse_batch``; parser process);
+* parse: syslog envelope + CEF/LEEF + normalization (``parse_batch``; parser process), with
+  the Python extension split and, where numba loads, with the compiled kernel the parser
+  processes use (:mod:`dsrouter.ds.native`);
 * route: ``RouteTable.decide`` with the benchmark's two routes (parser process);
 * serialize: ``orjson.dumps`` once per event (parser process);
 * hand-over: pickling a batch of messages to a parser and its answer back (both sides);
@@ -33,6 +35,7 @@ import structlog
 
 from dsrouter.delivery.diskqueue import DiskQueue
 from dsrouter.delivery.memqueue import MemoryQueue
+from dsrouter.ds import batch as ds_batch
 from dsrouter.ds import parse_batch
 from dsrouter.dsl import compile_routes, load_config_text
 from dsrouter.ingest.framing import Framer
@@ -63,9 +66,18 @@ def stages(lines: list[bytes], scratch: Path) -> dict[str, Callable[[], None]]:
         for chunk in chunks:
             framer.feed(chunk)
 
-    def parse() -> None:
-        for b in batches:
-            parse_batch(b, "bench", "127.0.0.1", AT)
+    kernel = ds_batch._kernel if ds_batch.use_native() else None
+
+    def parse_with(k: ds_batch.Kernel | None) -> Callable[[], None]:
+        def run() -> None:
+            ds_batch._kernel = k
+            try:
+                for b in batches:
+                    parse_batch(b, "bench", "127.0.0.1", AT)
+            finally:
+                ds_batch._kernel = None
+
+        return run
 
     def route() -> None:
         decide = table.decide
@@ -99,7 +111,8 @@ def stages(lines: list[bytes], scratch: Path) -> dict[str, Callable[[], None]]:
 
     return {
         "framing": framing,
-        "parse (envelope + CEF/LEEF + normalize)": parse,
+        "parse (envelope + CEF/LEEF + normalize), Python split": parse_with(None),
+        **({"parse, compiled extension cut": parse_with(kernel)} if kernel else {}),
         "route": route,
         "serialize (once)": serialize,
         "hand-over to a parser process and back": hand_over,
