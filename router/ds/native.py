@@ -16,7 +16,8 @@ gives the same events (``tests/ds/test_native.py`` holds the two equal on every 
 
 Memory safety: numba does not check bounds, so the output buffer is sized for the worst case
 (every byte a control character that JSON writes as ``\\u00XX``: 6 bytes out per byte in, plus
-8 per text), and the kernel writes nothing else.
+8 per text), and the kernel writes nothing else. The buffer is ``numpy.empty``: pages the
+kernel does not write are never touched, so memory follows the output, not the bound.
 """
 
 from __future__ import annotations
