@@ -27,17 +27,19 @@ def _line(n: int) -> bytes:
 
 def test_stop_request_drains_an_open_connection_and_exits_0(start_daemon, tmp_path):
     d = start_daemon(CONF)
-    conn = socket.create_connection(("127.0.0.1", d.ports["tcp_in"]), timeout=10)
-    for n in range(5):
-        conn.sendall(_line(n))
-    wait_for_lines("data/archive.jsonl", 5, tmp_path)
-    answer = request(tmp_path / "data", {"cmd": "stop"})
-    assert answer["ok"] is True and answer["pid"] == d.proc.pid
-    # the daemon now drains: it still reads the open connection while it is busy
-    for n in range(5, 25):
-        conn.sendall(_line(n))
-        time.sleep(0.02)
-    conn.close()
+    with socket.create_connection(("127.0.0.1", d.ports["tcp_in"]), timeout=10) as conn:
+        for n in range(5):
+            conn.sendall(_line(n))
+        wait_for_lines("data/archive.jsonl", 5, tmp_path)
+        # the connection is active when the stop comes (the wait above may be longer than the
+        # drain's idle grace while the parser processes start)
+        conn.sendall(_line(5))
+        answer = request(tmp_path / "data", {"cmd": "stop"})
+        assert answer["ok"] is True and answer["pid"] == d.proc.pid
+        # the daemon now drains: it still reads the open connection while it is busy
+        for n in range(6, 25):
+            conn.sendall(_line(n))
+            time.sleep(0.02)
     rc, err = d.proc.wait(timeout=30), d.proc.stderr.read().decode()
     assert rc == 0, err
     assert '"daemon_stopping"' in err and '"daemon_stopped"' in err
