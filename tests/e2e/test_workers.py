@@ -61,6 +61,29 @@ def _stopped(stderr: str) -> dict:
     return orjson.loads(line)
 
 
+def _held_back(streamer: Streamer, timeout: float = 60) -> int | None:
+    """How many events the streamer had sent when it stopped getting on (None: it never
+    stopped within ``timeout``, or it finished)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and streamer.is_alive():
+        sent = streamer.sent
+        time.sleep(1)
+        if streamer.sent == sent and streamer.is_alive():
+            return sent
+    return None
+
+
+def _all_arrive(d, streamer: Streamer, tmp_path) -> None:
+    """Stop the streamer; every event it sent is written, once, and the daemon exits 0."""
+    streamer.stop.set()
+    streamer.join(60)
+    assert not streamer.is_alive() and streamer.error is None
+    events = wait_for_lines("out/all.jsonl", streamer.sent, tmp_path, timeout=120)
+    assert sorted(seqs(events)) == list(range(streamer.sent))
+    rc, _ = d.stop()
+    assert rc == 0
+
+
 def _seq(ev: dict) -> int:
     return int(ev["raw"].rsplit("seq=", 1)[1])
 
@@ -196,25 +219,14 @@ def test_a_backlog_for_stopped_parsers_is_bounded_in_bytes(start_daemon, tmp_pat
         os.kill(kid, signal.SIGSTOP)
     try:
         streamer.start()
-        deadline, held = time.monotonic() + 60, None
-        while time.monotonic() < deadline and held is None:
-            sent = streamer.sent
-            time.sleep(1)
-            if streamer.sent == sent and streamer.is_alive():
-                held = sent
+        held = _held_back(streamer)
     finally:
         for kid in kids:
             os.kill(kid, signal.SIGCONT)
     assert held is not None, "the sender was never held back"
     # 64 MiB waiting, 2 batches of 1 MiB per parser, what loopback TCP buffers, one chunk
     assert held * size <= (64 + 2 * 2 + 16) << 20
-    streamer.stop.set()
-    streamer.join(60)
-    assert not streamer.is_alive() and streamer.error is None
-    events = wait_for_lines("out/all.jsonl", streamer.sent, tmp_path, timeout=120)
-    assert sorted(seqs(events)) == list(range(streamer.sent))
-    rc, _ = d.stop()
-    assert rc == 0
+    _all_arrive(d, streamer, tmp_path)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc for the parser processes")
@@ -232,21 +244,10 @@ def test_one_stopped_parser_holds_the_sender_back_not_the_main_process_memory(
     os.kill(stopped, signal.SIGSTOP)
     try:
         streamer.start()
-        deadline, held = time.monotonic() + 60, None
-        while time.monotonic() < deadline and held is None and streamer.is_alive():
-            sent = streamer.sent
-            time.sleep(1)
-            if streamer.sent == sent and streamer.is_alive():
-                held = sent
+        held = _held_back(streamer)
     finally:
         os.kill(stopped, signal.SIGCONT)
     assert held is not None, f"the sender was never held back ({streamer.sent} sent)"
     # 64 MiB waiting, 2 batches of 1 MiB per parser, what loopback TCP buffers, one chunk
     assert held * size <= (64 + 2 * 2 + 16) << 20
-    streamer.stop.set()
-    streamer.join(60)
-    assert not streamer.is_alive() and streamer.error is None
-    events = wait_for_lines("out/all.jsonl", streamer.sent, tmp_path, timeout=120)
-    assert sorted(seqs(events)) == list(range(streamer.sent))
-    rc, _ = d.stop()
-    assert rc == 0
+    _all_arrive(d, streamer, tmp_path)
