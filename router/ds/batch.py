@@ -81,7 +81,7 @@ def _iter_native(
     for at in range(0, len(messages), _CHUNK):
         texts = [data.decode("utf-8", "replace") for data in messages[at : at + _CHUNK]]
         fronts = [_safe_front(text, now, stamps) for text in texts]
-        pieces = []
+        pieces, prefixes, heads = [], [], []
         for i, front in enumerate(fronts):
             if front is not None:
                 piece = texts[i][front[0].start(18) :]
@@ -90,9 +90,12 @@ def _iter_native(
                 if "  " in piece:  # separators to strip: the Python way
                     fronts[i] = None
                 else:
+                    head = _head(front[0], texts[i])
                     pieces.append(piece)
+                    prefixes.append(head[2])
+                    heads.append(head[1])
         try:
-            json, ends, status = kernel(pieces)
+            json, ends, status = kernel(pieces, prefixes)
         except Exception:  # a kernel bug: this chunk goes the Python way
             fronts = [None] * len(texts)
         j = start = 0
@@ -100,9 +103,7 @@ def _iter_native(
             receipt = (received_at, peer, input, text)
             try:
                 if front is not None and not status[j]:
-                    m, env = front
-                    head, aliases = _head(m, text)
-                    ev = _finish(head | loads(json[start : ends[j]]), env, aliases, receipt)
+                    ev = _finish(loads(json[start : ends[j]]), front[1], heads[j], receipt)
                 else:
                     ev = _fast(text, receipt, now, stamps) or _slow(text, receipt, now)
             except Exception as exc:

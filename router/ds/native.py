@@ -2,12 +2,15 @@
 
 :func:`extensions_json` turns a list of extension texts (``key=value key=value ...``, each
 starting at its first key, trailing whitespace removed, no two spaces in a row) into one JSON
-object each, in one call per chunk of messages: the same cut as
-:data:`dsrouter.ds.cef.split_extension` (a value runs until the next `` key=``), the same
-unescaping as :func:`dsrouter.ds.cef.unescape_value`, and the integer-typed keys
+object each, in one call per chunk of messages. Each object starts with the JSON of the
+message's header fields, which the caller passes (cached per CEF header), so ``orjson.loads``
+gives the whole dict in the event's key order with no merge in Python. The pairs get the
+same cut as :data:`dsrouter.ds.cef.split_extension` (a value runs until the next `` key=``),
+the same unescaping as :func:`dsrouter.ds.cef.unescape_value`, and the integer-typed keys
 (:data:`~dsrouter.ds.catalog.INT_KEYS`) written as JSON numbers where the text is
-``-?[0-9]{1,18}``. ``orjson.loads`` then builds each dict in C. Measured on the benchmark's
-events, that is about half the CPU of the same step in Python (docs/benchmarks.md).
+``-?[0-9]{1,18}``; integer and reserved keys are found through one hash table. Measured on
+the benchmark's events, that is about half the CPU of the same step in Python
+(docs/benchmarks.md).
 
 numba compiles the kernel on first use and caches the machine code (beside this file, or in
 numba's user cache when that is not writable). It is optional: :func:`load` returns None
@@ -16,8 +19,9 @@ gives the same events (``tests/ds/test_native.py`` holds the two equal on every 
 
 Memory safety: numba does not check bounds, so the output buffer is sized for the worst case
 (every byte a control character that JSON writes as ``\\u00XX``: 6 bytes out per byte in, plus
-8 per text), and the kernel writes nothing else. The buffer is ``numpy.empty``: pages the
-kernel does not write are never touched, so memory follows the output, not the bound.
+8 per text, plus the heads), and the kernel writes nothing else. The buffer is
+``numpy.empty``: pages the kernel does not write are never touched, so memory follows the
+output, not the bound.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from dsrouter.ds.catalog import INT_KEYS, RESERVED
 
 __all__ = ["Kernel", "load"]
 
-#: ``texts → (json, ends, status)``: ``json[ends[i-1]:ends[i]]`` is text i's object; status
-#: 1 means text i holds a reserved key or more than ``max_keys`` keys (the careful path's).
-Kernel = Callable[[list[str]], tuple[bytes, list[int], bytes]]
+#: ``(texts, heads) → (json, ends, status)``: ``json[ends[i-1]:ends[i]]`` is text i's object,
+#: ``heads[i]`` (``{`` and the JSON of the fields before the extension's, no closing brace) then
+#: text i's pairs; status 1 means text i holds a reserved key or more than ``max_keys`` keys
+#: (the careful path's).
+Kernel = Callable[[list[str], list[bytes]], tuple[bytes, list[int], bytes]]
 
 
 def load(max_keys: int) -> Kernel | None:
@@ -45,11 +51,12 @@ def load(max_keys: int) -> Kernel | None:
         from dsrouter.ds import native_kernel as nk
     except Exception:  # ImportError, or numba failing to initialise on this platform
         return None
-    ints = _names(np, INT_KEYS)
-    reserved = _names(np, RESERVED)
+    names = _table(
+        np, nk, {**dict.fromkeys(INT_KEYS, nk.INT), **dict.fromkeys(RESERVED, nk.RESERVED)}
+    )
     kernel = nk.extensions
 
-    def extensions_json(texts: list[str]) -> tuple[bytes, list[int], bytes]:
+    def extensions_json(texts: list[str], heads: list[bytes]) -> tuple[bytes, list[int], bytes]:
         blob = "\n".join(texts)
         data = blob.encode()
         ascii = len(data) == len(blob)  # then byte offsets are character offsets
@@ -57,23 +64,40 @@ def load(max_keys: int) -> Kernel | None:
         buf = np.frombuffer(data, np.uint8)
         ends = np.cumsum(np.array(lengths, np.int64) + 1) - 1
         starts = ends - np.array(lengths, np.int64)
-        out = np.empty(6 * len(data) + 8 * len(texts) + 16, np.uint8)
+        head = b"".join(heads)
+        head_ends = np.cumsum(np.array([len(h) for h in heads], np.int64))
+        out = np.empty(6 * len(data) + 8 * len(texts) + len(head) + 16, np.uint8)
         out_ends = np.empty(len(texts), np.int64)
         status = np.zeros(len(texts), np.uint8)
-        kernel(buf, starts, ends, out, out_ends, status, *ints, *reserved, max_keys)
+        kernel(buf, starts, ends, np.frombuffer(head, np.uint8), head_ends, out, out_ends,
+               status, *names, max_keys)  # fmt: skip
         return out[: out_ends[-1]].tobytes() if texts else b"", out_ends.tolist(), status.tobytes()
 
     try:
-        extensions_json(["a=1"])  # compile (or load the cache) now, not on the first batch
+        extensions_json(["a=1"], [b"{"])  # compile (or load the cache) now, not on the first batch
     except Exception:
         return None
     return extensions_json
 
 
-def _names(np: Any, names: frozenset[str]) -> tuple[Any, Any]:
-    """A set of ASCII names as one byte array and its offsets, for the kernel's lookups."""
-    ordered = sorted(names)
+def _table(np: Any, nk: Any, kinds: dict[str, int]) -> tuple[Any, Any, Any, Any]:
+    """ASCII names and their kinds as the kernel's lookup: the names as one byte array, their
+    offsets, their kinds, and an open-addressing table (FNV-1a, at most a quarter full) of
+    name indexes, -1 where empty."""
+    ordered = sorted(kinds)
     offsets = [0]
     for name in ordered:
         offsets.append(offsets[-1] + len(name))
-    return np.frombuffer("".join(ordered).encode(), np.uint8), np.array(offsets, np.int64)
+    size = 1 << max(4, (4 * len(ordered)).bit_length())
+    table = np.full(size, -1, np.int32)
+    for t, name in enumerate(ordered):
+        s = nk.hash_name(name.encode()) & (size - 1)
+        while table[s] >= 0:
+            s = (s + 1) & (size - 1)
+        table[s] = t
+    return (
+        np.frombuffer("".join(ordered).encode(), np.uint8),
+        np.array(offsets, np.int64),
+        np.array([kinds[n] for n in ordered], np.uint8),
+        table,
+    )

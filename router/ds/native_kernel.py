@@ -1,4 +1,4 @@
-"""numba kernel of :mod:`dsrouter.ds.native`: CEF extension texts → JSON objects.
+"""numba kernel of :mod:`dsrouter.ds.native`: header JSON + CEF extension texts → JSON objects.
 
 Bytes in (UTF-8), bytes out; one pass per text, no allocation. A key is
 ``[A-Za-z0-9_.\\[\\]-]+`` followed by ``=``; a value runs until the next space that starts a
@@ -13,6 +13,8 @@ import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True)
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+#: Kinds of names in the kernel's lookup table: integer-typed keys, reserved keys.
+INT, RESERVED = 1, 2
 
 
 @_jit
@@ -41,8 +43,16 @@ def _key_length(buf, i, end):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _is_one_of(buf, start, length, names, offsets):  # type: ignore[no-untyped-def]
-    for t in range(offsets.shape[0] - 1):
+def _kind(buf, start, length, names, offsets, kinds, table):  # type: ignore[no-untyped-def]
+    """The kind (:data:`INT`, :data:`RESERVED`) of the key ``buf[start:start+length]``, 0 for
+    a name not in ``names``: FNV-1a into the open-addressing ``table`` (see :func:`hash_name`)."""
+    h = 2166136261
+    for q in range(length):
+        h = ((h ^ buf[start + q]) * 16777619) & 0xFFFFFFFF
+    mask = table.shape[0] - 1
+    s = h & mask
+    while table[s] >= 0:
+        t = table[s]
         a = offsets[t]
         if offsets[t + 1] - a == length:
             same = True
@@ -51,8 +61,17 @@ def _is_one_of(buf, start, length, names, offsets):  # type: ignore[no-untyped-d
                     same = False
                     break
             if same:
-                return True
-    return False
+                return kinds[t]
+        s = (s + 1) & mask
+    return 0
+
+
+def hash_name(name: bytes) -> int:
+    """FNV-1a (32 bits) of a name, the hash :func:`_kind` computes."""
+    h = 2166136261
+    for c in name:
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return h
 
 
 @_jit
@@ -121,23 +140,41 @@ def _string(buf, start, end, out, o):  # type: ignore[no-untyped-def]
 
 @_jit
 def extensions(  # type: ignore[no-untyped-def]
-    buf, starts, ends, out, out_ends, status, ints, int_offsets, reserved, res_offsets, max_keys
+    buf,
+    starts,
+    ends,
+    heads,
+    head_ends,
+    out,
+    out_ends,
+    status,
+    names,
+    offsets,
+    kinds,
+    table,
+    max_keys,
 ):
-    """Text ``k`` is ``buf[starts[k]:ends[k]]``; its object ends at ``out_ends[k]``."""
-    o = 0
+    """Text ``k`` is ``buf[starts[k]:ends[k]]``; its object, ``heads[head_ends[k-1]:
+    head_ends[k]]`` (``{`` and the fields before the extension's) then the pairs, ends at
+    ``out_ends[k]``."""
+    o = h = 0
     for k in range(starts.shape[0]):
         i, end = starts[k], ends[k]
-        out[o] = 123  # {
-        o += 1
+        n = head_ends[k] - h
+        more = n > 1  # the head holds fields: a comma before the first pair
+        out[o : o + n] = heads[h : h + n]
+        o += n
+        h += n
         keys = 0
         while i < end:
             length = _key_length(buf, i, end)
             if length == 0:
                 break
             keys += 1
-            if keys > max_keys or _is_one_of(buf, i, length, reserved, res_offsets):
+            kind = _kind(buf, i, length, names, offsets, kinds, table)
+            if keys > max_keys or kind == RESERVED:
                 status[k] = 1
-            if keys > 1:
+            if keys > 1 or more:
                 out[o] = 44  # ,
                 o += 1
             out[o] = 34
@@ -152,9 +189,7 @@ def extensions(  # type: ignore[no-untyped-def]
                 if buf[j] == 32 and _key_length(buf, j + 1, end) > 0:
                     nxt = j
                     break
-            r = -1
-            if _is_one_of(buf, i, length, ints, int_offsets):
-                r = _number(buf, value, nxt, out, o)
+            r = _number(buf, value, nxt, out, o) if kind == INT else -1
             o = _string(buf, value, nxt, out, o) if r < 0 else r
             i = nxt + 1
         out[o] = 125  # }

@@ -137,7 +137,8 @@ def test_dsrouter_native_0_keeps_the_python_path(monkeypatch: pytest.MonkeyPatch
 
 def test_the_output_buffer_holds_the_worst_case_with_bounds_checked(tmp_path) -> None:
     """Compiled with numba's bounds checks on, the kernel takes the inputs that write the
-    most bytes per byte in (control characters, quotes, one-character pairs)."""
+    most bytes per byte in (control characters, quotes, one-character pairs), after heads
+    empty and long."""
     script = textwrap.dedent(
         """
         import orjson
@@ -145,7 +146,8 @@ def test_the_output_buffer_holds_the_worst_case_with_bounds_checked(tmp_path) ->
         kernel = native.load(512)
         texts = ["a=" + "\\x01" * 5000, "a=" + '"' * 3000, " ".join(["a=b"] * 600),
                  "a=" + "\\\\" * 999, "a=" + "é\\x00" * 700, "a=", "k=" + "=" * 900]
-        json, ends, status = kernel(texts)
+        heads = [b"{", b'{"h":"' + b"x" * 4000 + b'"'] * 4
+        json, ends, status = kernel(texts, heads[: len(texts)])
         start = 0
         for text, end in zip(texts, ends):
             orjson.loads(json[start:end])
