@@ -18,14 +18,16 @@ from dsrouter.ds.native import load as load_kernel
 from dsrouter.ds.normalize import (
     MAX_KEYS,
     Event,
+    Head,
     _failed,
     _fast,
     _finish,
     _front,
     _head,
+    _heads,
     _slow,
 )
-from dsrouter.syslog import rfc3164_cache
+from dsrouter.syslog import rfc3164_cache, rfc3164_to_iso
 
 __all__ = ["iter_events", "parse_batch", "use_native"]
 
@@ -74,28 +76,29 @@ def _iter_native(
     stamps: dict[str, str],
     kernel: Kernel,
 ) -> Iterator[Event]:
-    """:func:`iter_events` with the extensions of each chunk cut in one kernel call; what the
-    kernel does not take (no fast match, multi-space separators, reserved keys) goes the
-    Python way."""
+    """:func:`iter_events` with each chunk's envelopes and CEF headers read, and its
+    extensions cut, in one kernel call each; what the kernels do not take (no fast match;
+    status 1: reserved keys, multi-space separators) goes the Python way."""
     loads = orjson.loads
     for at in range(0, len(messages), _CHUNK):
         texts = [data.decode("utf-8", "replace") for data in messages[at : at + _CHUNK]]
-        fronts = [_safe_front(text, now, stamps) for text in texts]
-        pieces, prefixes, heads = [], [], []
-        for i, front in enumerate(fronts):
+        try:
+            rows = kernel.fronts(texts)
+        except Exception:  # a kernel bug: the regex reads every front of this chunk
+            rows = [_NO_ROW] * len(texts)
+        fronts = [
+            _safe_front(text, row, now, stamps) for text, row in zip(texts, rows, strict=True)
+        ]
+        pieces, prefixes = [], []
+        for text, front in zip(texts, fronts, strict=True):
             if front is not None:
-                piece = texts[i][front[0].start(18) :]
+                piece = text[front[2] :]
                 if piece[-1:].isspace():  # the careful path's rstrip()
                     piece = piece.rstrip()
-                if "  " in piece:  # separators to strip: the Python way
-                    fronts[i] = None
-                else:
-                    head = _head(front[0], texts[i])
-                    pieces.append(piece)
-                    prefixes.append(head[2])
-                    heads.append(head[1])
+                pieces.append(piece)
+                prefixes.append(front[1][2])
         try:
-            json, ends, status = kernel(pieces, prefixes)
+            json, ends, status = kernel.extensions(pieces, prefixes)
         except Exception:  # a kernel bug: this chunk goes the Python way
             fronts = [None] * len(texts)
         j = start = 0
@@ -103,7 +106,8 @@ def _iter_native(
             receipt = (received_at, peer, input, text)
             try:
                 if front is not None and not status[j]:
-                    ev = _finish(loads(json[start : ends[j]]), front[1], heads[j], receipt)
+                    env, head, _ = front
+                    ev = _finish(loads(json[start : ends[j]]), env, head[1], receipt)
                 else:
                     ev = _fast(text, receipt, now, stamps) or _slow(text, receipt, now)
             except Exception as exc:
@@ -114,8 +118,36 @@ def _iter_native(
             yield ev
 
 
-def _safe_front(text: str, now: float, stamps: dict[str, str]) -> tuple | None:
+_NO_ROW = [0] * 7
+#: PRI → (facility, severity).
+_PRIS = [divmod(p, 8) for p in range(192)]
+
+
+def _safe_front(
+    text: str, row: list[int], now: float, stamps: dict[str, str]
+) -> tuple[dict, Head, int] | None:
+    """The envelope, the CEF header's entry and where the extension starts, from the kernel's
+    row or else the fast regex; None sends the message the Python way."""
     try:
-        return _front(text, now, stamps)
+        ok, pri, stamp, host, host_end, header, ext = row
+        if ok:
+            bsd = text[stamp : stamp + 15]
+            iso = stamps.get(bsd) or rfc3164_to_iso(bsd, now)
+            if iso is not None:
+                facility, severity = _PRIS[pri]
+                env = {
+                    "facility": facility,
+                    "severity": severity,
+                    "timestamp": iso,
+                    "hostname": text[host:host_end],
+                }
+                entry = _heads.get(text[header:ext])
+                if entry is not None:
+                    return env, entry, ext
+        front = _front(text, now, stamps)  # the regex: other forms, or a header not seen yet
+        if front is None:
+            return None
+        m, env = front
+        return env, _head(m, text), m.start(18)
     except Exception:  # a parser bug: the per-message path turns it into a failed event
         return None

@@ -1,8 +1,8 @@
 """The CEF extension cut in machine code (numba), for the parser processes.
 
 :func:`extensions_json` turns a list of extension texts (``key=value key=value ...``, each
-starting at its first key, trailing whitespace removed, no two spaces in a row) into one JSON
-object each, in one call per chunk of messages. Each object starts with the JSON of the
+starting at its first key, trailing whitespace removed) into one JSON object each, in one
+call per chunk of messages. Each object starts with the JSON of the
 message's header fields, which the caller passes (cached per CEF header), so ``orjson.loads``
 gives the whole dict in the event's key order with no merge in Python. The pairs get the
 same cut as :data:`dsrouter.ds.cef.split_extension` (a value runs until the next `` key=``),
@@ -28,21 +28,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from dsrouter.ds.catalog import INT_KEYS, RESERVED
 
 __all__ = ["Kernel", "load"]
 
-#: ``(texts, heads) → (json, ends, status)``: ``json[ends[i-1]:ends[i]]`` is text i's object,
-#: ``heads[i]`` (``{`` and the JSON of the fields before the extension's, no closing brace) then
-#: text i's pairs; status 1 means text i holds a reserved key or more than ``max_keys`` keys
-#: (the careful path's).
-Kernel = Callable[[list[str], list[bytes]], tuple[bytes, list[int], bytes]]
+
+class Kernel(NamedTuple):
+    """The compiled kernels, each over a chunk of texts."""
+
+    #: ``texts → rows``: where the fast regex of :mod:`dsrouter.ds.normalize` matches text i
+    #: in its ASCII RFC 3164 form, ``rows[i]`` is ``[1, pri, stamp, host, host end, header,
+    #: extension]`` (character offsets); ``rows[i][0]`` is 0 where the regex must decide.
+    fronts: Callable[[list[str]], list[list[int]]]
+    #: ``(texts, heads) → (json, ends, status)``: ``json[ends[i-1]:ends[i]]`` is text i's
+    #: object, ``heads[i]`` (``{`` and the JSON of the fields before the extension's, no closing
+    #: brace) then text i's pairs; status 1 means the Python paths take text i (a reserved key,
+    #: more than ``max_keys`` keys, two spaces in a row).
+    extensions: Callable[[list[str], list[bytes]], tuple[bytes, list[int], bytes]]
 
 
 def load(max_keys: int) -> Kernel | None:
-    """The compiled kernel, or None (numba missing, broken, or ``DSROUTER_NATIVE=0``)."""
+    """The compiled kernels, or None (numba missing, broken, or ``DSROUTER_NATIVE=0``)."""
     if os.environ.get("DSROUTER_NATIVE", "1") == "0":
         return None
     try:
@@ -54,30 +62,40 @@ def load(max_keys: int) -> Kernel | None:
     names = _table(
         np, nk, {**dict.fromkeys(INT_KEYS, nk.INT), **dict.fromkeys(RESERVED, nk.RESERVED)}
     )
-    kernel = nk.extensions
 
-    def extensions_json(texts: list[str], heads: list[bytes]) -> tuple[bytes, list[int], bytes]:
+    def texts_buffer(texts: list[str]) -> tuple[Any, Any, Any]:
+        """The texts as one UTF-8 buffer, with where each starts and ends in it."""
         blob = "\n".join(texts)
         data = blob.encode()
         ascii = len(data) == len(blob)  # then byte offsets are character offsets
-        lengths = [len(t) for t in texts] if ascii else [len(t.encode()) for t in texts]
-        buf = np.frombuffer(data, np.uint8)
-        ends = np.cumsum(np.array(lengths, np.int64) + 1) - 1
-        starts = ends - np.array(lengths, np.int64)
+        sizes = [len(t) for t in texts] if ascii else [len(t.encode()) for t in texts]
+        lengths = np.array(sizes, np.int64)
+        ends = np.cumsum(lengths + 1) - 1
+        return np.frombuffer(data, np.uint8), ends - lengths, ends
+
+    def fronts(texts: list[str]) -> list[list[int]]:
+        rows = np.zeros((len(texts), 7), np.int64)
+        nk.fronts(*texts_buffer(texts), rows)
+        return rows.tolist()
+
+    def extensions_json(texts: list[str], heads: list[bytes]) -> tuple[bytes, list[int], bytes]:
+        buf, starts, ends = texts_buffer(texts)
         head = b"".join(heads)
         head_ends = np.cumsum(np.array([len(h) for h in heads], np.int64))
-        out = np.empty(6 * len(data) + 8 * len(texts) + len(head) + 16, np.uint8)
+        out = np.empty(6 * len(buf) + 8 * len(texts) + len(head) + 16, np.uint8)
         out_ends = np.empty(len(texts), np.int64)
         status = np.zeros(len(texts), np.uint8)
-        kernel(buf, starts, ends, np.frombuffer(head, np.uint8), head_ends, out, out_ends,
-               status, *names, max_keys)  # fmt: skip
+        nk.extensions(buf, starts, ends, np.frombuffer(head, np.uint8), head_ends, out,
+                      out_ends, status, *names, max_keys)  # fmt: skip
         return out[: out_ends[-1]].tobytes() if texts else b"", out_ends.tolist(), status.tobytes()
 
-    try:
-        extensions_json(["a=1"], [b"{"])  # compile (or load the cache) now, not on the first batch
+    kernel = Kernel(fronts, extensions_json)
+    try:  # compile (or load the cache) now, not on the first batch
+        kernel.extensions(["a=1"], [b"{"])
+        kernel.fronts(["<1>Jan  1 00:00:00 h CEF:0|||||||a=1"])
     except Exception:
         return None
-    return extensions_json
+    return kernel
 
 
 def _table(np: Any, nk: Any, kinds: dict[str, int]) -> tuple[Any, Any, Any, Any]:

@@ -139,6 +139,20 @@ def _string(buf, start, end, out, o):  # type: ignore[no-untyped-def]
 
 
 @_jit
+def _value_end(buf, start, end):  # type: ignore[no-untyped-def]
+    """Where the value from ``start`` ends (the first space that starts a key, or ``end``),
+    and whether it holds two spaces in a row."""
+    spaces = False
+    for j in range(start, end):
+        if buf[j] == 32:
+            if j + 1 < end and buf[j + 1] == 32:
+                spaces = True
+            elif _key_length(buf, j + 1, end) > 0:
+                return j, spaces
+    return end, spaces
+
+
+@_jit
 def extensions(  # type: ignore[no-untyped-def]
     buf,
     starts,
@@ -156,7 +170,8 @@ def extensions(  # type: ignore[no-untyped-def]
 ):
     """Text ``k`` is ``buf[starts[k]:ends[k]]``; its object, ``heads[head_ends[k-1]:
     head_ends[k]]`` (``{`` and the fields before the extension's) then the pairs, ends at
-    ``out_ends[k]``."""
+    ``out_ends[k]``. ``status[k]`` is 1 where the Python paths must take text ``k``: a
+    reserved key, more than ``max_keys`` keys, two spaces in a row."""
     o = h = 0
     for k in range(starts.shape[0]):
         i, end = starts[k], ends[k]
@@ -184,14 +199,102 @@ def extensions(  # type: ignore[no-untyped-def]
             out[o + 1] = 58  # :
             o += 2
             value = i + length + 1
-            nxt = end
-            for j in range(value, end):
-                if buf[j] == 32 and _key_length(buf, j + 1, end) > 0:
-                    nxt = j
-                    break
+            nxt, spaces = _value_end(buf, value, end)
             r = _number(buf, value, nxt, out, o) if kind == INT else -1
             o = _string(buf, value, nxt, out, o) if r < 0 else r
+            if spaces:  # separators to strip: the careful path's
+                status[k] = 1
             i = nxt + 1
         out[o] = 125  # }
         o += 1
         out_ends[k] = o
+
+
+@_jit
+def _digit(c: int) -> bool:
+    return 48 <= c <= 57
+
+
+@_jit
+def _space(c: int) -> bool:
+    """ASCII whitespace as Python's ``\\s`` sees it."""
+    return c == 32 or 9 <= c <= 13 or 28 <= c <= 31
+
+
+@_jit
+def _bsd_stamp(buf, i, end):  # type: ignore[no-untyped-def]
+    """``[A-Z][a-z]{2} [ \\d]\\d \\d\\d:\\d\\d:\\d\\d`` at ``i``."""
+    if i + 15 > end or not (65 <= buf[i] <= 90 and 97 <= buf[i + 1] <= 122):
+        return False
+    if not (97 <= buf[i + 2] <= 122 and buf[i + 3] == 32 and buf[i + 6] == 32):
+        return False
+    if not ((buf[i + 4] == 32 or _digit(buf[i + 4])) and _digit(buf[i + 5])):
+        return False
+    for q in (7, 8, 10, 11, 13, 14):
+        if not _digit(buf[i + q]):
+            return False
+    return buf[i + 9] == 58 and buf[i + 12] == 58
+
+
+@_jit
+def _front(buf, i, end, row):  # type: ignore[no-untyped-def]
+    """The fast regex of :mod:`dsrouter.ds.normalize` on an ASCII RFC 3164 CEF message at
+    ``i``: ``row`` gets ``(1, pri, stamp, host, host end, header, extension)``, offsets from
+    ``i``; ``row[0]`` stays 0 where it does not match in that form (the regex decides)."""
+    s = i
+    if i >= end or buf[i] != 60:  # <
+        return
+    i += 1
+    pri = 0
+    while i < end and _digit(buf[i]) and i - s <= 3:
+        pri = pri * 10 + buf[i] - 48
+        i += 1
+    if i - s < 2 or i - s > 4 or i >= end or buf[i] != 62 or pri >= 192:  # >
+        return
+    stamp = i + 1
+    if not _bsd_stamp(buf, stamp, end) or stamp + 15 >= end or buf[stamp + 15] != 32:
+        return
+    host = j = stamp + 16
+    while j < end and not _space(buf[j]):
+        if buf[j] >= 128:
+            return
+        j += 1
+    if j == host or j >= end or buf[j] != 32 or buf[j - 1] == 58:  # a host, not "...:"
+        return
+    for q in range(host, j - 2):  # "CEF:" or "LEEF:" in the host: the careful path
+        if buf[q] == 69 and buf[q + 1] == 70 and buf[q + 2] == 58 and q > host:  # EF:
+            if buf[q - 1] == 67 or (q - 1 > host and buf[q - 1] == 69 and buf[q - 2] == 76):
+                return
+    k = j + 1
+    if k + 4 > end or not (buf[k] == 67 and buf[k + 1] == 69 and buf[k + 2] == 70):
+        return
+    if buf[k + 3] != 58:  # CEF:
+        return
+    k += 4
+    if k < end and buf[k] == 32:
+        k += 1
+    header = k
+    while k < end and _digit(buf[k]) and k - header < 4:
+        k += 1
+    if k == header or k - header > 3 or k >= end or buf[k] != 124:  # version, |
+        return
+    for _ in range(6):
+        k += 1
+        while k < end and buf[k] != 124:
+            if buf[k] == 92 or buf[k] >= 128:  # a backslash (or non-ASCII): the regex path
+                return
+            k += 1
+        if k >= end:
+            return
+    ext = k + 1
+    if _key_length(buf, ext, end) == 0:
+        return
+    row[0], row[1], row[2], row[3] = 1, pri, stamp - s, host - s
+    row[4], row[5], row[6] = j - s, header - s, ext - s
+
+
+@_jit
+def fronts(buf, starts, ends, rows):  # type: ignore[no-untyped-def]
+    """:func:`_front` for each text ``buf[starts[k]:ends[k]]`` into ``rows[k]``."""
+    for k in range(starts.shape[0]):
+        _front(buf, starts[k], ends[k], rows[k])

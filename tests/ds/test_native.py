@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from dsrouter.ds import batch, native
 from dsrouter.ds.batch import parse_batch
 from dsrouter.ds.catalog import INT_KEYS, RESERVED
-from dsrouter.ds.normalize import MAX_KEYS, _slow
+from dsrouter.ds.normalize import MAX_KEYS, _front, _slow
+from dsrouter.syslog import rfc3164_cache, rfc3164_to_iso
 
 HEAD = "<134>Nov 27 23:18:32 web-07 CEF:0|Trend Micro|Deep Security Agent|20.0|21|Deny|5|"
 
@@ -64,6 +65,66 @@ EXT = st.lists(ATOMS, max_size=30).map("".join)
 @given(st.lists(EXT, min_size=1, max_size=5))
 def test_the_kernel_and_the_python_path_give_the_same_events(exts: list[str]) -> None:
     assert_same([f"{HEAD}act=Deny {ext}" for ext in exts] + [f"{HEAD}{ext}" for ext in exts])
+
+
+def _parts(right: str, *wrong: str) -> st.SearchStrategy[str]:
+    """A part of a message: mostly ``right``, else one of the ways it can be wrong."""
+    return st.sampled_from([right] * (3 * len(wrong)) + list(wrong))
+
+
+#: DS messages with parts wrong in the ways the fast regex cares about (most parts right).
+FRONTS = st.tuples(
+    _parts("<134>", "<1>", "<001>", "<191>", "<192>", "<1345>", "<>", "134>", "<٣>", ""),
+    _parts("Nov 27 23:18:32", "Nov  7 03:08:02", "Feb 30 01:02:03", "nov 27 23:18:32",
+           "Nov 27 23:18:3", "Nov 27 23-18:32", "2026-11-27T23:18:32Z", "1 - - - - -"),
+    _parts(" ", "  ", "\t", ""),
+    _parts("web-07", "h:", "a:b", "xCEF:y", "aLEEF:b", "LEEF:", "EF:", "é", "h\x1c", "", "h|"),
+    _parts(" ", "  ", "\t", ""),
+    _parts("CEF:", "CEF: ", "CEF:  ", "cef:", "LEEF:", "CEF"),
+    _parts("0|", "10|", "123|", "1234|", "|", "a|", "٣|", "0"),
+    _parts("Trend Micro|Deep Security Agent|20.0|21|Deny|5|", "a|b|c|d|e|f|", "||||||",
+           "a|b|c|d|e|", "a|b|c|d|e|f|g|", "a|b\\|c|d|e|f|", "é|b|c|d|e|f|", "\x00|b|c|d|e|f|"),
+    _parts("act=Deny src=1.2.3.4", "act=Deny", " act=x", "=x", "k", "", "a.b[0]-_=1", "é=1"),
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(FRONTS, min_size=1, max_size=16))
+def test_the_kernel_reads_an_envelope_only_where_the_fast_regex_reads_the_same(
+    texts: list[str],
+) -> None:
+    now = time.time()
+    for text, row in zip(texts, batch._kernel.fronts(texts), strict=True):
+        if row[0]:  # the fast path's _front reads the same, unless the stamp is no real date
+            front = _front(text, now, rfc3164_cache(now))
+            if rfc3164_to_iso(text[row[2] : row[2] + 15], now) is None:
+                assert front is None, text
+                continue
+            assert front is not None, text
+            m = front[0]
+            assert m.group(2) is not None, text
+            assert row[1:] == [int(m.group(1)), m.start(2), *m.span(4), m.start(11), m.start(18)]
+    assert_same(texts)
+
+
+def test_the_kernel_reads_the_common_ds_envelope() -> None:
+    lines = [f"{HEAD}act=Deny", HEAD.replace("<134>", "<9>").replace("27", " 7") + "a=1"]
+    assert [row[0] for row in batch._kernel.fronts(lines)] == [1, 1]
+
+
+def test_a_kernel_that_fails_leaves_its_chunk_to_the_python_path() -> None:
+    k = batch._kernel
+
+    def broken(*args: object) -> tuple:
+        raise RuntimeError("kernel bug")
+
+    lines = [f"{HEAD}act=Deny src=10.0.0.{i}" for i in range(5)]
+    python, _ = both(lines)
+    try:
+        batch._kernel = native.Kernel(broken, broken)
+        assert parse_batch([line.encode() for line in lines], "in", "peer", "at") == python
+    finally:
+        batch._kernel = k
 
 
 def escape_value(s: str) -> str:
@@ -147,7 +208,11 @@ def test_the_output_buffer_holds_the_worst_case_with_bounds_checked(tmp_path) ->
         texts = ["a=" + "\\x01" * 5000, "a=" + '"' * 3000, " ".join(["a=b"] * 600),
                  "a=" + "\\\\" * 999, "a=" + "é\\x00" * 700, "a=", "k=" + "=" * 900]
         heads = [b"{", b'{"h":"' + b"x" * 4000 + b'"'] * 4
-        json, ends, status = kernel(texts, heads[: len(texts)])
+        json, ends, status = kernel.extensions(texts, heads[: len(texts)])
+        fronts = ["", "<", "<1", "<1>", "<1>Jan  1 00:00:00", "<1>Jan  1 00:00:00 h CEF:",
+                  "<1>Jan  1 00:00:00 h CEF:0|a|b|c|d|e|", "<999>Jan  1 00:00:00 h CEF:0||||||a=1",
+                  "<1>Jan  1 00:00:00 " + "h" * 5000, "<1>Jan  1 00:00:00 h CEF:0" + "|" * 7]
+        assert not any(row[0] for row in kernel.fronts(fronts))
         start = 0
         for text, end in zip(texts, ends):
             orjson.loads(json[start:end])
