@@ -87,6 +87,8 @@ class ParserPool:
                 answer = pickle.loads(proc.conn.recv_bytes())
             except (EOFError, OSError):
                 break
+            if answer.__class__ is tuple and answer[0] == "ready":  # ("ready", compiled)
+                answer = ("ready", proc.index, answer[1])
             self.answers.put(answer)
             self._wake()
         self.answers.put(("lost", proc.index))

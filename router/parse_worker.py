@@ -200,7 +200,8 @@ class Sender:
 def serve(conn: Any, config: Any, forked: bool = False) -> None:
     """The parser process's main loop (the target of :mod:`multiprocessing`).
 
-    Messages on ``conn``: ``(batch id, received_at, items)`` → a pickled :class:`Routed`;
+    First it sends ``("ready", compiled)``: whether the compiled parser (numba) loaded. Then,
+    messages on ``conn``: ``(batch id, received_at, items)`` → a pickled :class:`Routed`;
     ``("config", Config)`` → routes from then on follow the new configuration; ``None`` or
     a closed pipe → exit. A batch that raises is answered ``("failed", id, error)``, and
     the main process routes it itself. A ``forked`` process first closes every descriptor
@@ -217,8 +218,9 @@ def serve(conn: Any, config: Any, forked: bool = False) -> None:
         os.closerange(3, keep)
         os.closerange(keep + 1, _max_fd())
     tune_runtime()
-    use_native()
+    compiled = use_native()
     sender = Sender(conn)
+    sender.send(pickle.dumps(("ready", compiled), 5))
     try:
         _serve(conn, config, sender)
     finally:

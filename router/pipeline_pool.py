@@ -110,7 +110,9 @@ class PooledFlow:
                 self.arrived[answer.batch] = answer
             return
         kind, number = answer[0], answer[1]
-        if kind == "failed":
+        if kind == "ready":
+            self.pipe.log.info("parser_process_started", index=number, compiled=answer[2])
+        elif kind == "failed":
             sent = self.pool.answered(number)
             if sent is not None:
                 self.pipe.log.error("parser_batch_failed", batch=number, error=answer[2])

@@ -4,6 +4,7 @@ reload reaches the parsers, and ``workers = 0`` still parses on the loop."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -159,6 +160,9 @@ def test_a_killed_parser_process_loses_nothing(start_daemon, tmp_path):
     rc, err = d.stop()
     assert rc == 0
     assert "parser_process_died" in err
+    started = [json.loads(x) for x in err.splitlines() if "parser_process_started" in x]
+    assert {e["index"] for e in started} == {0, 1}, err  # the replacement too
+    assert all(e["compiled"] is True for e in started), started  # numba is a dependency here
 
 
 def test_reload_reaches_the_parser_processes(start_daemon, tmp_path):

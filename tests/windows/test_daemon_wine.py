@@ -383,6 +383,7 @@ def test_ctrl_break_and_closing_the_console_drain(win, started, tmp_path, how):
     want = {f"Test udp-{i}" for i in range(5)} | set(sent)
     assert sorted(names(tmp_path / "data")) == sorted(want)
     assert not d.logged("parser_process_died"), d.tail()  # the parsers ran as spawned
+    assert d.logged("parser_process_started"), d.tail()
     (result,) = [json.loads(x[7:]) for x in d.out if x.startswith("RESULT ")]
     if how == "close":
         assert result == {"returned": True, "drained_first": True}
