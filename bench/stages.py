@@ -8,8 +8,8 @@ range. Stages, in the order an event meets them:
 
 * framing: ``Framer.feed`` over 64 KiB chunks of the LF-framed workload (main process);
 * parse: syslog envelope + CEF/LEEF + normalization (``parse_batch``; parser process), with
-  the Python extension split and, where numba loads, with the compiled kernel the parser
-  processes use (:mod:`dsrouter.ds.native`);
+  the regex and the Python extension split and, where numba loads, with the compiled kernels
+  the parser processes use (:mod:`dsrouter.ds.native`);
 * route: ``RouteTable.decide`` with the benchmark's two routes (parser process);
 * serialize: ``orjson.dumps`` once per event (parser process);
 * hand-over: pickling a batch of messages to a parser and its answer back (both sides);
@@ -112,7 +112,11 @@ def stages(lines: list[bytes], scratch: Path) -> dict[str, Callable[[], None]]:
     return {
         "framing": framing,
         "parse (envelope + CEF/LEEF + normalize), Python split": parse_with(None),
-        **({"parse, compiled extension cut": parse_with(kernel)} if kernel else {}),
+        **(
+            {"parse, compiled kernels (envelope, extension cut)": parse_with(kernel)}
+            if kernel
+            else {}
+        ),
         "route": route,
         "serialize (once)": serialize,
         "hand-over to a parser process and back": hand_over,
