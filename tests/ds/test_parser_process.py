@@ -62,12 +62,14 @@ def test_a_parser_reads_on_while_its_answers_wait_to_be_read():
         assert sent.is_set() and unacked(ours) == 0, (
             "the parser stopped reading while its answer waited"
         )
+        ready = pickle.loads(ours.recv_bytes())  # first: whether numba loaded
         answers = [pickle.loads(ours.recv_bytes()) for _ in range(batches)]
     finally:
         ours.close()
         proc.join(10)
         if proc.is_alive():
             proc.kill()
+    assert ready[0] == "ready" and ready[1] in (True, False)
     assert [a.batch for a in answers] == list(range(batches))
     assert [a.events for a in answers] == [1000] * batches
     assert all(len(a.outputs["all"]) == 1000 for a in answers)
