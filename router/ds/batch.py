@@ -1,9 +1,9 @@
 """Batches of messages → normalized events: what the daemon calls (:func:`parse_batch`).
 
 Each message goes through :mod:`dsrouter.ds.normalize`'s fast path, or its careful path when
-the fast one declines. In the parser processes (:func:`use_native`) the CEF extensions of each
-chunk of messages are cut in one call of the compiled kernel (:mod:`dsrouter.ds.native`)
-instead of by the Python split; both give the same events.
+the fast one declines. In the parser processes (:func:`use_native`) each chunk of messages
+goes through the compiled kernels (:mod:`dsrouter.ds.native`) instead: one call reads where
+the envelopes and CEF headers lie, one cuts the extensions; both ways give the same events.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dsrouter.syslog import rfc3164_cache, rfc3164_to_iso
 
 __all__ = ["iter_events", "parse_batch", "use_native"]
 
-#: The compiled extension cut once :func:`use_native` found it.
+#: The compiled kernels once :func:`use_native` found them.
 _kernel: Kernel | None = None
 _CHUNK = 128  # messages per kernel call: its fixed cost is then ~0.1 µs per message
 
@@ -60,8 +60,8 @@ def iter_events(messages: list[bytes], input: str, peer: str, received_at: str) 
 
 
 def use_native() -> bool:
-    """Cut CEF extensions with the compiled kernel from now on, where numba works (the parser
-    processes call this at start: compiling or loading it takes a second). Same events."""
+    """Parse with the compiled kernels from now on, where numba works (the parser processes
+    call this at start: compiling or loading them takes a second). Same events."""
     global _kernel
     _kernel = _kernel or load_kernel(MAX_KEYS)
     return _kernel is not None

@@ -13,6 +13,8 @@ import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True)
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+_CEF = np.frombuffer(b"CEF:", np.uint8)
+_LEEF = np.frombuffer(b"LEEF:", np.uint8)
 #: Kinds of names in the kernel's lookup table: integer-typed keys, reserved keys.
 INT, RESERVED = 1, 2
 
@@ -222,6 +224,17 @@ def _space(c: int) -> bool:
 
 
 @_jit
+def _at(buf, i, end, word):  # type: ignore[no-untyped-def]
+    """Does ``buf[i:end]`` start with ``word``?"""
+    if i + word.shape[0] > end:
+        return False
+    for q in range(word.shape[0]):
+        if buf[i + q] != word[q]:
+            return False
+    return True
+
+
+@_jit
 def _bsd_stamp(buf, i, end):  # type: ignore[no-untyped-def]
     """``[A-Z][a-z]{2} [ \\d]\\d \\d\\d:\\d\\d:\\d\\d`` at ``i``."""
     if i + 15 > end or not (65 <= buf[i] <= 90 and 97 <= buf[i + 1] <= 122):
@@ -261,14 +274,11 @@ def _front(buf, i, end, row):  # type: ignore[no-untyped-def]
         j += 1
     if j == host or j >= end or buf[j] != 32 or buf[j - 1] == 58:  # a host, not "...:"
         return
-    for q in range(host, j - 2):  # "CEF:" or "LEEF:" in the host: the careful path
-        if buf[q] == 69 and buf[q + 1] == 70 and buf[q + 2] == 58 and q > host:  # EF:
-            if buf[q - 1] == 67 or (q - 1 > host and buf[q - 1] == 69 and buf[q - 2] == 76):
-                return
+    for q in range(host, j):  # "CEF:" or "LEEF:" in the host: the careful path
+        if _at(buf, q, j, _CEF) or _at(buf, q, j, _LEEF):
+            return
     k = j + 1
-    if k + 4 > end or not (buf[k] == 67 and buf[k + 1] == 69 and buf[k + 2] == 70):
-        return
-    if buf[k + 3] != 58:  # CEF:
+    if not _at(buf, k, end, _CEF):
         return
     k += 4
     if k < end and buf[k] == 32:
